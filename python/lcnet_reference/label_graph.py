@@ -19,15 +19,14 @@ def cosine_similarity_matrix(embeddings: torch.Tensor) -> torch.Tensor:
     return normed @ normed.T
 
 
-class GATLayer(nn.Module):
-    """Multi-head attention over the label nodes biased by the correlation matrix, then an FFN.
+class BiasedSelfAttention(nn.Module):
+    """Multi-head self-attention over the nodes with the correlation matrix added to the scores.
 
-    h' = LayerNorm(h + MHA(h; bias=A)); out = LayerNorm(h' + FFN(h')). The attention parameters are
-    laid out like nn.MultiheadAttention's (in_proj_weight / in_proj_bias / out_proj), written out
-    here because the bias A must receive a gradient.
+    Parameters laid out like nn.MultiheadAttention's (in_proj_weight / in_proj_bias / out_proj),
+    written out here because the bias (the learnable correlation) must receive a gradient.
     """
 
-    def __init__(self, d_model: int, num_heads: int, dim_feedforward: int, dropout: float):
+    def __init__(self, d_model: int, num_heads: int, dropout: float):
         super().__init__()
         if d_model % num_heads != 0:
             raise ValueError(f"d_model {d_model} is not divisible by num_heads {num_heads}")
@@ -37,10 +36,6 @@ class GATLayer(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model)
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.ffn = nn.Sequential(nn.Linear(d_model, dim_feedforward), nn.ReLU(), nn.Dropout(dropout),
-                                 nn.Linear(dim_feedforward, d_model))
-        self.norm2 = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, nodes: torch.Tensor, correlation: torch.Tensor) -> torch.Tensor:
@@ -51,8 +46,23 @@ class GATLayer(nn.Module):
         q, k, v = (t.reshape(num_nodes, self.num_heads, head_dim).transpose(0, 1) for t in (q, k, v))
         scores = q @ k.transpose(-2, -1) / math.sqrt(head_dim) + correlation
         attention = self.dropout(scores.softmax(dim=-1))
-        mixed = (attention @ v).transpose(0, 1).reshape(num_nodes, d_model)
-        nodes = self.norm1(nodes + self.dropout(self.out_proj(mixed)))
+        return self.out_proj((attention @ v).transpose(0, 1).reshape(num_nodes, d_model))
+
+
+class GATLayer(nn.Module):
+    """h' = LayerNorm(h + DO(attention(h; bias=A))); out = LayerNorm(h' + DO(FFN(h')))."""
+
+    def __init__(self, d_model: int, num_heads: int, dim_feedforward: int, dropout: float):
+        super().__init__()
+        self.attention = BiasedSelfAttention(d_model, num_heads, dropout)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.ffn = nn.Sequential(nn.Linear(d_model, dim_feedforward), nn.ReLU(), nn.Dropout(dropout),
+                                 nn.Linear(dim_feedforward, d_model))
+        self.norm2 = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, nodes: torch.Tensor, correlation: torch.Tensor) -> torch.Tensor:
+        nodes = self.norm1(nodes + self.dropout(self.attention(nodes, correlation)))
         return self.norm2(nodes + self.dropout(self.ffn(nodes)))
 
 

@@ -1,0 +1,66 @@
+"""Multi-head attention with nn.MultiheadAttention's parameter layout, computed by SDPA.
+
+The parameters are named exactly like nn.MultiheadAttention's (in_proj_weight (3d, d) = [W_q; W_k;
+W_v], in_proj_bias (3d,), out_proj), so a reference checkpoint loads with strict=True. The module
+does not project its inputs itself: the LLCD layer gathers the slices of several attentions that
+read the same tensor into one matmul (`project`), then calls `attend` on ready heads.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+QUERY, KEY, VALUE = 0, 1, 2
+
+
+class ProjectedAttention(nn.Module):
+    def __init__(self, d_model: int, num_heads: int, dropout: float):
+        super().__init__()
+        if d_model % num_heads != 0:
+            raise ValueError(f"d_model {d_model} is not divisible by num_heads {num_heads}")
+        self.d_model, self.num_heads, self.dropout = d_model, num_heads, dropout
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * d_model, d_model))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * d_model))
+        self.out_proj = nn.Linear(d_model, d_model)
+        nn.init.xavier_uniform_(self.in_proj_weight)  # nn.MultiheadAttention's initialisation
+        nn.init.zeros_(self.out_proj.bias)
+
+    def weight(self, part: int) -> torch.Tensor:
+        return self.in_proj_weight[part * self.d_model:(part + 1) * self.d_model]
+
+    def bias(self, part: int) -> torch.Tensor:
+        return self.in_proj_bias[part * self.d_model:(part + 1) * self.d_model]
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, d) -> (B, H, L, d/H)."""
+        batch, length, _ = x.shape
+        return x.reshape(batch, length, self.num_heads, -1).transpose(1, 2)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Projected (B, L, d) inputs -> out_proj(softmax(q k^T / sqrt(dh)) v), (B, Lq, d)."""
+        dropout_p = self.dropout if self.training else 0.0
+        heads = F.scaled_dot_product_attention(self.split_heads(q), self.split_heads(k),
+                                               self.split_heads(v), dropout_p=dropout_p)
+        batch, _, length, _ = heads.shape
+        return self.out_proj(heads.transpose(1, 2).reshape(batch, length, self.d_model))
+
+
+def project(x: torch.Tensor, parts: list[tuple[ProjectedAttention, int]]) -> list[torch.Tensor]:
+    """Apply several attentions' projection slices that share the input x as ONE matmul.
+
+    parts: [(attention, QUERY|KEY|VALUE), ...]; returns one (..., d) tensor per part, in order.
+    If x is the same for every image of the batch (stride 0 on the batch dim, e.g. the label graph),
+    the matmul runs on one row of the batch and the result is broadcast: image-independent work is
+    done once per batch.
+    """
+    weight = torch.cat([attention.weight(part) for attention, part in parts])
+    bias = torch.cat([attention.bias(part) for attention, part in parts])
+    if is_batch_broadcast(x):
+        out = F.linear(x[:1], weight, bias).expand(x.shape[0], -1, -1)
+    else:
+        out = F.linear(x, weight, bias)
+    return list(out.chunk(len(parts), dim=-1))
+
+
+def is_batch_broadcast(x: torch.Tensor) -> bool:
+    """True for a (B, L, d) tensor that is one (L, d) tensor expanded over the batch."""
+    return x.dim() == 3 and x.shape[0] > 1 and x.stride(0) == 0
