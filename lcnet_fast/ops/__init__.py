@@ -1,0 +1,9 @@
+"""lcnet_fast custom ops: one file per op, backends chosen in _backend.py.
+
+Importing this package loads lcnet_fast._C if it was built (never failing if not);
+Triton kernel modules are imported lazily, on first use.
+"""
+from lcnet_fast.ops._backend import BackendUnavailableError, choose_backend
+from lcnet_fast.ops.crop_views import crop_views, crop_views_reference
+
+__all__ = ["BackendUnavailableError", "choose_backend", "crop_views", "crop_views_reference"]

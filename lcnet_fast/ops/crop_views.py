@@ -1,0 +1,144 @@
+"""crop_views: cut decoded images into LCNet's Crop-Forwarding views, normalised.
+
+images uint8 (B, H, W, 3) with H == W == level * size  ->  (B, V, 3, size, size):
+view 0 is the whole image area-averaged down by `level` (avg_pool2d; the image itself
+for level 1), views 1..level**2 the size x size tiles in row-major order; V = 1 for
+level 1, else level**2 + 1. Every value is (x / 255 - mean[c]) / std[c], computed in
+fp32 and rounded once to out_dtype.
+
+Backends (lcnet_fast.ops._backend): "cpp" (csrc/cpu/crop_views.cpp) and "cuda"
+(csrc/cuda/crop_views.cu) through the C++ op torch.ops.lcnet_fast.crop_views,
+"triton" (lcnet_fast/ops/triton/crop_views.py, op lcnet_fast::crop_views_triton) and
+"torch" (crop_views_reference below: the oracle and the fallback).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from lcnet_fast.ops import _backend
+
+OP = "crop_views"
+OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+Stats = Sequence[float] | torch.Tensor
+
+
+def num_views(level: int) -> int:
+    return 1 if level == 1 else level * level + 1
+
+
+def new_output(images: torch.Tensor, level: int, size: int, out_dtype: torch.dtype,
+               channels_last: bool) -> torch.Tensor:
+    """Uninitialised (B, V, 3, size, size) output; channels_last stores (B, V, size, size, 3)."""
+    b, v = images.shape[0], num_views(level)
+    if channels_last:
+        buf = images.new_empty((b, v, size, size, 3), dtype=out_dtype)
+        return buf.permute(0, 1, 4, 2, 3)
+    return images.new_empty((b, v, 3, size, size), dtype=out_dtype)
+
+
+def _check_images(images, level, size) -> None:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"crop_views: images must be a torch.Tensor, got {type(images).__name__}")
+    if images.dtype != torch.uint8:
+        raise TypeError(f"crop_views: images must be uint8 (decoded RGB, 0..255), got dtype "
+                        f"{images.dtype} with shape {tuple(images.shape)}")
+    if images.dim() != 4:
+        raise ValueError(f"crop_views: images must have shape (B, H, W, 3), got rank "
+                         f"{images.dim()} shape {tuple(images.shape)}")
+    if images.shape[-1] != 3:
+        raise ValueError(f"crop_views: images last dim must be 3 (RGB, channels last), got shape "
+                         f"{tuple(images.shape)}")
+    for name, value in (("level", level), ("size", size)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"crop_views: {name} must be an int, got {value!r}")
+        if value < 1:
+            raise ValueError(f"crop_views: {name} must be >= 1, got {value}")
+    h, w = images.shape[1], images.shape[2]
+    if h != w:
+        raise ValueError(f"crop_views: images must be square (H == W), got shape "
+                         f"{tuple(images.shape)}")
+    if h != level * size:
+        raise ValueError(f"crop_views: images H == W must equal level * size = {level} * {size} "
+                         f"= {level * size}, got shape {tuple(images.shape)}")
+
+
+def _as_stats(name: str, value: Stats, device: torch.device) -> torch.Tensor:
+    """mean/std as a float32 (3,) tensor on `device`; validated."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 3:
+            raise ValueError(f"crop_views: {name} must hold 3 values (one per RGB channel), got "
+                             f"shape {tuple(value.shape)}")
+        t = value.detach().reshape(3).to(device=device, dtype=torch.float32)
+        if name == "std" and not torch.compiler.is_compiling() and bool((t == 0).any()):
+            raise ValueError(f"crop_views: std must be non-zero, got {t.tolist()}")
+        return t
+    try:
+        vals = [float(v) for v in value]
+    except TypeError:
+        raise TypeError(f"crop_views: {name} must be 3 floats or a tensor, got {value!r}") from None
+    if len(vals) != 3:
+        raise ValueError(f"crop_views: {name} must hold 3 values (one per RGB channel), got "
+                         f"{len(vals)}: {vals}")
+    if name == "std" and any(v == 0 for v in vals):
+        raise ValueError(f"crop_views: std must be non-zero, got {vals}")
+    return torch.tensor(vals, dtype=torch.float32, device=device)
+
+
+def crop_views_reference(images: torch.Tensor, level: int, size: int, mean: torch.Tensor,
+                         std: torch.Tensor, out_dtype: torch.dtype = torch.float32,
+                         channels_last: bool = False,
+                         compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Plain PyTorch op chain (the oracle). mean/std: (3,) tensors. compute_dtype=float64
+    gives the high-precision reference the tests measure every backend against."""
+    b = images.shape[0]
+    x = images.permute(0, 3, 1, 2).to(compute_dtype) / 255  # (B, 3, H, W)
+    thumb = x if level == 1 else F.avg_pool2d(x, level)  # (B, 3, S, S)
+    views = [thumb.unsqueeze(1)]
+    if level > 1:
+        tiles = x.reshape(b, 3, level, size, level, size).permute(0, 2, 4, 1, 3, 5)
+        views.append(tiles.reshape(b, level * level, 3, size, size))
+    v = torch.cat(views, dim=1)  # (B, V, 3, S, S)
+    m = mean.to(compute_dtype).view(1, 1, 3, 1, 1)
+    s = std.to(compute_dtype).view(1, 1, 3, 1, 1)
+    v = ((v - m) / s).to(out_dtype)
+    if channels_last:
+        out = new_output(images, level, size, out_dtype, True)
+        out.copy_(v)
+        return out
+    return v
+
+
+if _backend.load_extension()[0] is not None:
+
+    @torch.library.register_fake("lcnet_fast::crop_views")
+    def _crop_views_fake(images, level, size, mean, std, out_dtype, channels_last):
+        return new_output(images, level, size, out_dtype, channels_last)
+
+
+def crop_views(images: torch.Tensor, level: int, size: int, mean: Stats, std: Stats,
+               out_dtype: torch.dtype = torch.float32,
+               channels_last: bool = False) -> torch.Tensor:
+    """Normalised Crop-Forwarding views of uint8 (B, H, W, 3) images (see module doc).
+
+    mean, std: 3 floats or tensors (per RGB channel, in 0..1 units).
+    Returns (B, V, 3, size, size) of out_dtype; channels_last=True gives every view
+    channels-last memory format (out.flatten(0, 1) is channels_last-contiguous).
+    """
+    _check_images(images, level, size)
+    if out_dtype not in OUT_DTYPES:
+        raise TypeError(f"crop_views: out_dtype must be one of {OUT_DTYPES}, got {out_dtype}")
+    mean_t = _as_stats("mean", mean, images.device)
+    std_t = _as_stats("std", std, images.device)
+    channels_last = bool(channels_last)
+    backend = _backend.choose_backend(OP, images.device.type)
+    if backend in ("cpp", "cuda"):
+        return torch.ops.lcnet_fast.crop_views(images, level, size, mean_t, std_t, out_dtype,
+                                               channels_last)
+    if backend == "triton":
+        from lcnet_fast.ops.triton.crop_views import crop_views_triton
+
+        return crop_views_triton(images, level, size, mean_t, std_t, out_dtype, channels_last)
+    return crop_views_reference(images, level, size, mean_t, std_t, out_dtype, channels_last)
