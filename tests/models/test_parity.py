@@ -1,0 +1,141 @@
+"""The fast model and the paper reference agree: same state_dict, same logits, same gradients."""
+import pytest
+import torch
+
+
+
+def images_for(model, batch: int, seed: int = 1) -> torch.Tensor:
+    side = model.crop_level * model.image_size
+    return torch.randn(batch, 3, side, side, generator=torch.Generator().manual_seed(seed))
+
+
+def assert_same_gradients(reference, fast, rtol=1e-4):
+    fast_params = dict(fast.named_parameters())
+    checked = 0
+    for name, ref_param in reference.named_parameters():
+        fast_grad = fast_params[name].grad
+        if ref_param.grad is None:
+            assert fast_grad is None, f"{name}: fast model has a gradient the reference does not"
+            continue
+        assert fast_grad is not None, f"{name}: gradient missing in the fast model"
+        scale = ref_param.grad.abs().max().item()
+        error = (ref_param.grad - fast_grad).abs().max().item()
+        assert error <= rtol * scale + 1e-9, f"{name}: gradient differs by {error:.3g} (scale {scale:.3g})"
+        checked += 1
+    assert checked > 20
+
+
+def assert_same_logits(ref_logits, fast_logits):
+    scale = max(1.0, ref_logits.abs().max().item())
+    error = (ref_logits - fast_logits).abs().max().item()
+    assert error <= 1e-4 * scale, f"logits differ by {error:.3g} at logit scale {scale:.3g}"
+
+
+CASES = [  # (crop level, decoder layers, classes, batch)
+    (1, 1, 1, 1),
+    (2, 2, 7, 3),
+    (3, 3, 5, 2),
+    (2, 1, 7, 1),
+]
+
+
+@pytest.mark.parametrize("level,layers,classes,batch", CASES)
+def test_eval_logits_and_gradients_match(level, layers, classes, batch, pair_factory):
+    reference, fast = pair_factory(classes, crop_level=level, num_layers=layers)
+    reference.eval(), fast.eval()
+    x = images_for(fast, batch)
+    ref_logits, fast_logits = reference(x), fast(x)
+    assert fast_logits.shape == (batch, classes)
+    assert_same_logits(ref_logits, fast_logits)
+    target = torch.randn_like(ref_logits)
+    (ref_logits * target).sum().backward()
+    (fast_logits * target).sum().backward()
+    assert_same_gradients(reference, fast)
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(use_graph=False),
+    dict(mirror_inputs=True),
+    dict(num_gat_layers=2, label_embeddings=torch.randn(7, 5)),
+    dict(backbone="test_vit", crop_level=2, image_size=32),
+])
+def test_variants_match(overrides, pair_factory):
+    reference, fast = pair_factory(7, **overrides)
+    reference.eval(), fast.eval()
+    x = images_for(fast, 2)
+    ref_logits, fast_logits = reference(x), fast(x)
+    assert_same_logits(ref_logits, fast_logits)
+    ref_logits.square().sum().backward()
+    fast_logits.square().sum().backward()
+    assert_same_gradients(reference, fast)
+
+
+def test_train_mode_matches_with_per_view_backbone_calls(pair_factory):
+    """In train mode BatchNorm statistics depend on which images share a backbone call; with one view
+    position per call (max_views_per_call = batch) the fast model follows the reference's schedule."""
+    reference, fast = pair_factory(6, dropout=0.0, crop_level=2)
+    fast.max_views_per_call = 3
+    reference.train(), fast.train()
+    x = images_for(fast, 3)
+    ref_logits, fast_logits = reference(x), fast(x)
+    assert_same_logits(ref_logits, fast_logits)
+    ref_logits.sum().backward()
+    fast_logits.sum().backward()
+    assert_same_gradients(reference, fast)
+    for (name, ref_buffer), fast_buffer in zip(reference.named_buffers(), fast.buffers()):
+        if ref_buffer.is_floating_point():  # BatchNorm running statistics updated identically
+            torch.testing.assert_close(fast_buffer, ref_buffer, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("views_per_call", [1, 4, 10])
+def test_backbone_chunking_does_not_change_eval_output(views_per_call, pair_factory):
+    _, fast = pair_factory(4, crop_level=3)
+    fast.eval()
+    x = images_for(fast, 2)
+    expected = fast(x)
+    fast.max_views_per_call = views_per_call
+    torch.testing.assert_close(fast(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_checkpoint_loads_both_ways(pair_factory):
+    reference, fast = pair_factory(5)
+    other = pair_factory(5, seed=3)[0]
+    other.load_state_dict(fast.state_dict(), strict=True)
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(other.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_wrong_class_count_does_not_load(pair_factory):
+    _, fast = pair_factory(5)
+    reference_other, _ = pair_factory(6)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        fast.load_state_dict(reference_other.state_dict(), strict=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_error_no_worse_than_reference(dtype, pair_factory):
+    """Under CPU autocast both models lose precision; the fast one may not lose much more."""
+    reference, fast = pair_factory(7)
+    reference.eval(), fast.eval()
+    x = images_for(fast, 2)
+    with torch.no_grad():
+        exact = reference.double()(x.double()).float()
+        reference.float()
+        with torch.autocast("cpu", dtype=dtype):
+            ref_logits, fast_logits = reference(x).float(), fast(x).float()
+    assert torch.isfinite(fast_logits).all()
+    ref_error = (ref_logits - exact).abs().max().item()
+    fast_error = (fast_logits - exact).abs().max().item()
+    assert fast_error <= 2 * ref_error + 1e-3, (fast_error, ref_error)
+
+
+def test_compiles_fullgraph(pair_factory):
+    """No graph break in the whole fast model (backbone included), forward and backward."""
+    reference, fast = pair_factory(5)
+    fast.eval()
+    x = images_for(fast, 2)
+    compiled = torch.compile(fast, fullgraph=True, backend="aot_eager")
+    logits = compiled(x)
+    assert_same_logits(reference.eval()(x), logits)
+    logits.sum().backward()
+    assert fast.head.weight.grad is not None
