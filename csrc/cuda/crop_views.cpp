@@ -8,7 +8,7 @@
 
 #include "../crop_views_checks.h"
 #include "../crop_views_out.h"
-#include "crop_views.h"
+#include "crop_views_kernel.h"
 
 namespace lcnet_fast {
 namespace {

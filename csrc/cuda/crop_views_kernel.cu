@@ -10,7 +10,7 @@
 // once and every output element written once; the output (4x the input in fp32)
 // dominates traffic, so coalesced writes matter more than anything else here.
 // Values use IEEE division (no fast-math), matching torch's fp32 bit for bit on tiles.
-#include "crop_views.h"
+#include "crop_views_kernel.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

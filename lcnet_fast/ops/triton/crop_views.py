@@ -90,3 +90,9 @@ def crop_views_triton(images: torch.Tensor, level: int, size: int, mean: torch.T
         LEVEL=level, BLOCK_T=block_t, BLOCK_X=block_x,
     )
     return out
+
+
+@crop_views_triton.register_fake
+def _crop_views_triton_fake(images, level, size, mean, std, out_dtype, channels_last):
+    # explicit: tracing the launcher itself would run the Triton interpreter on fake tensors
+    return new_output(images, level, size, out_dtype, channels_last)
