@@ -5,22 +5,23 @@ Pure functions on numpy (float64) so the numbers do not depend on device or dtyp
 Definitions (all reported in percent):
 
 * AP (per class): non-interpolated average precision, identical to scikit-learn's
-  ``average_precision_score``: AP = sum_k (R_k - R_{k-1}) * P_k over the DISTINCT score thresholds in
-  decreasing order (tied scores form one step). Targets of -1 are left out. A class with no positive
-  target has AP = NaN, is left out of mAP and listed in ``classes_without_positive``.
-* mAP: mean AP over classes with at least one positive. ``AP_std``: population std of those APs
-  (the spread reported in the paper's Table 2).
-* Thresholded metrics: an entry is predicted positive when ``score >= threshold``; targets of -1 count
-  as negative. Per class c: precision_c = TP_c / #predicted_c, recall_c = TP_c / #positive_c.
+  ``average_precision_score``: AP = sum_k (R_k - R_{k-1}) * P_k over the DISTINCT score thresholds
+  in decreasing order (tied scores form one step). Targets of -1 are left out. A class with no
+  positive target has AP = NaN, is left out of mAP and listed in ``classes_without_positive``.
+* mAP: mean AP over classes with at least one positive. ``AP_std``: population std of those APs (the
+  spread reported in the paper's Table 2).
+* Thresholded metrics: an entry is predicted positive when ``score >= threshold``; targets of -1
+  count as negative. Per class c: precision_c = TP_c / #predicted_c, recall_c = TP_c / #positive_c.
   0/0 convention (as in the ML-GCN/Q2L evaluation code with its epsilon-guarded denominators): a
   class that is never predicted has precision 0, a class with no positive has recall 0; both stay in
-  the mean over ALL C classes. CP, CR = means of per-class precision and recall;
-  CF1 = 2 CP CR / (CP + CR) -- the harmonic mean of CP and CR, NOT the mean of per-class F1.
-  OP, OR = micro precision/recall over all entries (sum TP / sum predicted, sum TP / sum positive);
-  OF1 = 2 OP OR / (OP + OR). Any 0/0 is 0.
-* Top-k (``*_top3``): per image only the k highest scores that ALSO reach the threshold are predicted
-  positive (ties at rank k broken by the lower class index), then the same formulas.
+  the mean over ALL C classes. CP, CR = means of per-class precision and recall; CF1 = 2 CP CR / (CP
+  + CR) -- the harmonic mean of CP and CR, NOT the mean of per-class F1. OP, OR = micro
+  precision/recall over all entries (sum TP / sum predicted, sum TP / sum positive); OF1 = 2 OP OR /
+  (OP + OR). Any 0/0 is 0.
+* Top-k (``*_top3``): per image only the k highest scores that ALSO reach the threshold are
+  predicted positive (ties at rank k broken by the lower class index), then the same formulas.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -36,7 +37,9 @@ def _as_array(x: Any, name: str) -> np.ndarray:
     try:
         return np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a numpy array or torch tensor of numbers, got {type(x).__name__}") from exc
+        raise TypeError(
+            f"{name} must be a numpy array or torch tensor of numbers, got {type(x).__name__}"
+        ) from exc
 
 
 def _validate(scores: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -89,17 +92,26 @@ def _thresholded(pred: np.ndarray, pos: np.ndarray) -> dict[str, float]:
     cr = float(_safe_div(tp, n_pos).mean())
     op = float(_safe_div(tp.sum(), n_pred.sum()))
     orc = float(_safe_div(tp.sum(), n_pos.sum()))
-    return {"CP": 100 * cp, "CR": 100 * cr, "CF1": 100 * _f1(cp, cr),
-            "OP": 100 * op, "OR": 100 * orc, "OF1": 100 * _f1(op, orc)}
+    return {
+        "CP": 100 * cp,
+        "CR": 100 * cr,
+        "CF1": 100 * _f1(cp, cr),
+        "OP": 100 * op,
+        "OR": 100 * orc,
+        "OF1": 100 * _f1(op, orc),
+    }
 
 
-def multilabel_metrics(scores: Any, targets: Any, threshold: float = 0.5, top_k: int = 3) -> dict[str, Any]:
-    """All the paper's metrics for probabilities ``scores`` (n, C) and ``targets`` (n, C) in {1, 0, -1}.
+def multilabel_metrics(
+    scores: Any, targets: Any, threshold: float = 0.5, top_k: int = 3
+) -> dict[str, Any]:
+    """All the paper's metrics for probabilities ``scores`` (n, C) and ``targets`` (n, C) in {1, 0,
+    -1}.
 
     Returns a dict with float ``mAP, CP, CR, CF1, OP, OR, OF1`` and ``CP_top3 ... OF1_top3`` (the
     suffix follows ``top_k``), ``AP`` (list of C floats, NaN for classes without a positive),
-    ``AP_std`` and ``classes_without_positive`` (list of class indices). See the module docstring for
-    the exact definitions and 0/0 conventions.
+    ``AP_std`` and ``classes_without_positive`` (list of class indices). See the module docstring
+    for the exact definitions and 0/0 conventions.
     """
     s, t = _validate(scores, targets)
     if top_k < 1:

@@ -1,4 +1,5 @@
 """lcnet_fast.metrics against hand-computed cases and a literal transcription of the definitions."""
+
 import math
 
 import numpy as np
@@ -11,8 +12,9 @@ from lcnet_fast.metrics import average_precision, multilabel_metrics
 
 
 def ap_by_definition(scores, targets):
-    """AP = sum over distinct thresholds t (high to low) of (R(t) - R(previous t)) * P(t), in plain Python."""
-    pairs = [(float(s), int(y)) for s, y in zip(scores, targets) if int(y) != -1]
+    """AP = sum over distinct thresholds t (high to low) of (R(t) - R(previous t)) * P(t), in plain
+    Python."""
+    pairs = [(float(s), int(y)) for s, y in zip(scores, targets, strict=True) if int(y) != -1]
     n_pos = sum(1 for _, y in pairs if y == 1)
     if n_pos == 0:
         return float("nan")
@@ -79,7 +81,9 @@ def test_cf1_is_harmonic_mean_of_cp_cr_not_mean_f1():
     cp, cr = 0.75, 0.75
     assert m["CP"] == pytest.approx(100 * cp)
     assert m["CR"] == pytest.approx(100 * cr)
-    assert m["CF1"] == pytest.approx(100 * 2 * cp * cr / (cp + cr))  # 75, while mean per-class F1 is 66.7
+    assert m["CF1"] == pytest.approx(
+        100 * 2 * cp * cr / (cp + cr)
+    )  # 75, while mean per-class F1 is 66.7
     assert abs(m["CF1"] - 100 * 2 / 3) > 1
 
 
@@ -87,14 +91,16 @@ def test_overall_metrics_and_minus_one_counts_as_negative():
     scores = np.array([[0.9, 0.6], [0.7, 0.2]])
     targets = np.array([[1, -1], [0, 1]])
     m = multilabel_metrics(scores, targets)
-    # predictions: (0,0) TP, (0,1) predicted on an ignored target -> false positive, (1,0) FP, (1,1) FN
+    # predictions: (0,0) TP, (0,1) predicted on an ignored target -> false positive,
+    # (1,0) FP, (1,1) FN
     assert m["OP"] == pytest.approx(100 * 1 / 3)
     assert m["OR"] == pytest.approx(100 * 1 / 2)
     assert m["OF1"] == pytest.approx(100 * 2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2))
 
 
 def test_zero_division_conventions():
-    # class 1 never predicted -> precision 0; class 2 has no positive -> recall 0; both stay in the mean
+    # class 1 never predicted -> precision 0; class 2 has no positive -> recall 0;
+    # both stay in the mean
     scores = np.array([[0.9, 0.1, 0.8], [0.2, 0.3, 0.1]])
     targets = np.array([[1, 1, 0], [0, 0, 0]])
     m = multilabel_metrics(scores, targets)
@@ -125,28 +131,54 @@ def test_accepts_torch_and_numpy_equally():
     b = multilabel_metrics(torch.tensor(s, dtype=torch.float32), torch.tensor(t, dtype=torch.int8))
     for key in ("mAP", "CF1", "OF1", "OF1_top3"):
         assert a[key] == pytest.approx(b[key], abs=1e-4)
-    assert set(a) >= {"mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "CP_top3", "CR_top3", "CF1_top3",
-                      "OP_top3", "OR_top3", "OF1_top3", "AP", "AP_std", "classes_without_positive"}
+    assert set(a) >= {
+        "mAP",
+        "CP",
+        "CR",
+        "CF1",
+        "OP",
+        "OR",
+        "OF1",
+        "CP_top3",
+        "CR_top3",
+        "CF1_top3",
+        "OP_top3",
+        "OR_top3",
+        "OF1_top3",
+        "AP",
+        "AP_std",
+        "classes_without_positive",
+    }
 
 
-@pytest.mark.parametrize("scores, targets, match", [
-    (np.zeros(4), np.zeros(4), "scores must have shape"),
-    (np.zeros((2, 3)), np.zeros((3, 2)), "targets must have the same shape"),
-    (np.zeros((0, 3)), np.zeros((0, 3)), "at least one image"),
-    (np.array([[0.5, np.nan]]), np.zeros((1, 2)), "NaN"),
-    (np.zeros((1, 2)), np.array([[2, 0]]), "targets must be 1, 0 or -1"),
-])
+@pytest.mark.parametrize(
+    "scores, targets, match",
+    [
+        (np.zeros(4), np.zeros(4), "scores must have shape"),
+        (np.zeros((2, 3)), np.zeros((3, 2)), "targets must have the same shape"),
+        (np.zeros((0, 3)), np.zeros((0, 3)), "at least one image"),
+        (np.array([[0.5, np.nan]]), np.zeros((1, 2)), "NaN"),
+        (np.zeros((1, 2)), np.array([[2, 0]]), "targets must be 1, 0 or -1"),
+    ],
+)
 def test_bad_inputs_raise_naming_the_argument(scores, targets, match):
     with pytest.raises(ValueError, match=match):
         multilabel_metrics(scores, targets)
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]),
-                          st.sampled_from([1, 0, -1])), min_size=1, max_size=30))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]), st.sampled_from([1, 0, -1])
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
 def test_ap_matches_definition_fuzz(rows):
     # a coarse score grid makes ties frequent, which is where implementations differ
-    scores, targets = zip(*rows)
+    scores, targets = zip(*rows, strict=True)
     got, want = average_precision(scores, targets), ap_by_definition(scores, targets)
     if math.isnan(want):
         assert math.isnan(got)

@@ -1,8 +1,9 @@
 """The shared shape of every multi-label dataset in this package.
 
-Readers (COCO, VOC, CSV, folder) only differ in how they turn an annotation file into a list of image
-paths and a label matrix; everything after that -- loading, bad-image handling, transforms, the
-``(image, label_vector)`` contract -- lives here once so the readers stay small and behave alike.
+Readers (COCO, VOC, CSV, folder) only differ in how they turn an annotation file into a list of
+image paths and a label matrix; everything after that -- loading, bad-image handling, transforms,
+the ``(image, label_vector)`` contract -- lives here once so the readers stay small and behave
+alike.
 
 Label convention (all datasets): ``labels`` is an ``(n, C)`` int8 tensor, 1 = present, 0 = absent,
 -1 = ignored (e.g. VOC "difficult"). ``__getitem__`` returns the label row as float32 with -1 kept;
@@ -11,10 +12,11 @@ losses and metrics decide what -1 means.
 Default image type: a uint8 tensor of shape ``(3, H, W)`` (RGB), which is what
 ``torchvision.transforms.v2`` and :func:`lcnet_fast.data.transforms.build_transforms` expect.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,10 +31,11 @@ class ImageLoadError(OSError):
 
 
 def load_image(path: str) -> torch.Tensor:
-    """Read an image file as an RGB uint8 tensor ``(3, H, W)``; raise :class:`ImageLoadError` naming it.
+    """Read an image file as an RGB uint8 tensor ``(3, H, W)``; raise :class:`ImageLoadError` naming
+    it.
 
-    PIL is used (not ``torchvision.io``) because it reads every format Pillow knows and its errors are
-    catchable; ``img.load()`` forces the full decode so truncated files fail here, not later.
+    PIL is used (not ``torchvision.io``) because it reads every format Pillow knows and its errors
+    are catchable; ``img.load()`` forces the full decode so truncated files fail here, not later.
     """
     if not os.path.isfile(path):
         raise ImageLoadError(f"image file not found: {path}")
@@ -40,7 +43,13 @@ def load_image(path: str) -> torch.Tensor:
         with Image.open(path) as img:
             img.load()
             arr = np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        ValueError,
+        SyntaxError,
+    ) as exc:
         raise ImageLoadError(f"cannot read image {path}: {exc}") from exc
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
@@ -52,7 +61,10 @@ def _check_labels(labels: torch.Tensor, n: int, c: int, where: str) -> torch.Ten
     bad = ~((labels == 1) | (labels == 0) | (labels == -1))
     if bool(bad.any()):
         r, col = (int(v) for v in bad.nonzero()[0])
-        raise ValueError(f"{where}: label values must be 1, 0 or -1; row {r}, column {col} is {labels[r, col].item()}")
+        raise ValueError(
+            f"{where}: label values must be 1, 0 or -1; "
+            f"row {r}, column {col} is {labels[r, col].item()}"
+        )
     return labels.to(torch.int8)
 
 
@@ -65,10 +77,11 @@ class MultiLabelDataset(Dataset):
         classes: the C class names, in column order.
         transform: applied to the uint8 ``(3, H, W)`` image tensor; ``None`` returns it unchanged.
         skip_bad_images: if False (default), a bad image raises :class:`ImageLoadError`. If True,
-            ``__getitem__`` skips it and returns the next loadable image (wrapping around); each skipped
-            path is recorded in ``self.skipped_images`` (a set, so ``len()`` is the count). Note that in
-            DataLoader worker processes this set lives in the worker's copy -- call :meth:`verify` in the
-            main process first for an exact count and a label matrix without the bad files.
+            ``__getitem__`` skips it and returns the next loadable image (wrapping around); each
+            skipped path is recorded in ``self.skipped_images`` (a set, so ``len()`` is the count).
+            Note that in DataLoader worker processes this set lives in the worker's copy -- call
+            :meth:`verify` in the main process first for an exact count and a label matrix without
+            the bad files.
         name: used in error messages.
     """
 
@@ -133,8 +146,9 @@ class MultiLabelDataset(Dataset):
         """Open every image once, drop the unreadable ones from this dataset, return their paths.
 
         With ``skip_bad_images=False`` the first bad image raises instead. After ``verify()``,
-        ``len(self)`` and ``self.labels`` describe only the readable images and ``self.skipped_images``
-        holds the dropped paths, so label statistics (e.g. co-occurrence) match what training sees.
+        ``len(self)`` and ``self.labels`` describe only the readable images and
+        ``self.skipped_images`` holds the dropped paths, so label statistics (e.g. co-occurrence)
+        match what training sees.
         """
         keep, bad = [], []
         for i, path in enumerate(self.paths):

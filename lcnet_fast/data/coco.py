@@ -1,15 +1,16 @@
 """COCO-style instances JSON -> multi-label dataset.
 
-Classes come from the file's ``categories`` sorted by id (COCO's 80 classes use the non-contiguous ids
-1..90, so column j is the j-th smallest id, never ``id - 1``). Nothing assumes 80 classes. An image
-with no annotation is kept, all-negative (it is a real negative example). Crowd annotations count as
-presence, as in the ML-GCN/Q2L loaders.
+Classes come from the file's ``categories`` sorted by id (COCO's 80 classes use the non-contiguous
+ids 1..90, so column j is the j-th smallest id, never ``id - 1``). Nothing assumes 80 classes. An
+image with no annotation is kept, all-negative (it is a real negative example). Crowd annotations
+count as presence, as in the ML-GCN/Q2L loaders.
 """
+
 from __future__ import annotations
 
 import json
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -39,14 +40,20 @@ class CocoDataset(MultiLabelDataset):
         image_dir: directory holding the ``file_name`` of every image entry.
         annotation_file: the instances JSON (``images``, ``annotations``, ``categories``).
         transform: applied to the uint8 ``(3, H, W)`` image.
-        classes: optional list of category NAMES giving the columns (subset and order); every name must
-            exist in ``categories`` (else an error naming the unknown ones); annotations of other
-            categories are ignored. Default: all categories, sorted by id.
+        classes: optional list of category NAMES giving the columns (subset and order); every name
+            must exist in ``categories`` (else an error naming the unknown ones); annotations of
+            other categories are ignored. Default: all categories, sorted by id.
         skip_bad_images: see :class:`~lcnet_fast.data.base.MultiLabelDataset`.
     """
 
-    def __init__(self, image_dir: str, annotation_file: str, transform: Callable | None = None,
-                 classes: Sequence[str] | None = None, skip_bad_images: bool = False) -> None:
+    def __init__(
+        self,
+        image_dir: str,
+        annotation_file: str,
+        transform: Callable | None = None,
+        classes: Sequence[str] | None = None,
+        skip_bad_images: bool = False,
+    ) -> None:
         data = _load_json(annotation_file)
         cats = sorted(data["categories"], key=lambda c: c["id"])
         names = [c["name"] for c in cats]
@@ -55,7 +62,9 @@ class CocoDataset(MultiLabelDataset):
         else:
             unknown = [c for c in classes if c not in names]
             if unknown:
-                raise ValueError(f"{annotation_file}: unknown class name(s) {unknown}; categories are {names}")
+                raise ValueError(
+                    f"{annotation_file}: unknown class name(s) {unknown}; categories are {names}"
+                )
         column = {c["id"]: classes.index(c["name"]) for c in cats if c["name"] in classes}
         known_ids = {c["id"] for c in cats}
         images = sorted(data["images"], key=lambda im: im["id"])
@@ -63,16 +72,22 @@ class CocoDataset(MultiLabelDataset):
         labels = torch.zeros(len(images), len(classes), dtype=torch.int8)
         for ann in data.get("annotations", []):
             if ann["image_id"] not in row:
-                raise ValueError(f"{annotation_file}: annotation {ann.get('id')} refers to unknown image_id "
-                                 f"{ann['image_id']}")
+                raise ValueError(
+                    f"{annotation_file}: annotation {ann.get('id')} refers to unknown image_id "
+                    f"{ann['image_id']}"
+                )
             if ann["category_id"] not in known_ids:
-                raise ValueError(f"{annotation_file}: annotation {ann.get('id')} has category_id "
-                                 f"{ann['category_id']} not listed in categories")
+                raise ValueError(
+                    f"{annotation_file}: annotation {ann.get('id')} has category_id "
+                    f"{ann['category_id']} not listed in categories"
+                )
             if ann["category_id"] in column:
                 labels[row[ann["image_id"]], column[ann["category_id"]]] = 1
         self.image_ids = [im["id"] for im in images]
         paths = [os.path.join(image_dir, im["file_name"]) for im in images]
-        super().__init__(paths, labels, classes, transform, skip_bad_images, name=f"COCO {annotation_file}")
+        super().__init__(
+            paths, labels, classes, transform, skip_bad_images, name=f"COCO {annotation_file}"
+        )
 
     def _select(self, keep: list[int]) -> None:
         super()._select(keep)

@@ -1,20 +1,21 @@
 """CSV annotation file -> multi-label dataset, in either of the two common layouts.
 
-1. One-hot layout: the header is ``<file column>,<class 1>,...,<class C>``; each row is a file name and
-   one value per class: 1 (present), 0 (absent) or -1 (ignored).
-2. List layout: the header is exactly ``<file column>,labels``; the ``labels`` cell holds the present
-   class names separated by ``delimiter`` (default ``";"``; use ``" "`` for space-separated names;
-   empty pieces are dropped, so an empty cell is an all-negative image). Without ``classes`` the
-   columns are the sorted set of names found (sorted so the order does not depend on row order).
+1. One-hot layout: the header is ``<file column>,<class 1>,...,<class C>``; each row is a file name
+   and one value per class: 1 (present), 0 (absent) or -1 (ignored).
+2. List layout: the header is exactly ``<file column>,labels``; the ``labels`` cell holds the
+   present class names separated by ``delimiter`` (default ``";"``; use ``" "`` for space-separated
+   names; empty pieces are dropped, so an empty cell is an all-negative image). Without ``classes``
+   the columns are the sorted set of names found (sorted so the order does not depend on row order).
 
 Fields are separated by ``sep`` (default ``,``) and parsed with the :mod:`csv` module, so quoted
 fields may contain it. File names are relative to ``image_dir``.
 """
+
 from __future__ import annotations
 
 import csv
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -32,7 +33,9 @@ def _read_rows(csv_file: str, sep: str) -> tuple[list[str], list[list[str]]]:
         raise ValueError(f"{csv_file} is empty (expected a header row)")
     header = [h.strip() for h in rows[0]]
     if len(header) < 2:
-        raise ValueError(f"{csv_file}: header {header} needs a file-name column and at least one more column")
+        raise ValueError(
+            f"{csv_file}: header {header} needs a file-name column and at least one more column"
+        )
     return header, rows[1:]
 
 
@@ -43,24 +46,33 @@ class CSVDataset(MultiLabelDataset):
         csv_file: the annotation file.
         image_dir: directory the file names are relative to.
         transform: applied to the uint8 ``(3, H, W)`` image.
-        classes: expected class names, in the column order wanted. One-hot layout: the header's class
-            columns must be exactly these names (any order; columns are reordered), else an error lists
-            the missing and unexpected ones. List layout: a name outside ``classes`` is an error naming
-            it and its row.
+        classes: expected class names, in the column order wanted. One-hot layout: the header's
+            class columns must be exactly these names (any order; columns are reordered), else an
+            error lists the missing and unexpected ones. List layout: a name outside ``classes`` is
+            an error naming it and its row.
         delimiter: separator of class names inside the ``labels`` cell (list layout only).
         sep: CSV field separator.
         skip_bad_images: see :class:`~lcnet_fast.data.base.MultiLabelDataset`.
     """
 
-    def __init__(self, csv_file: str, image_dir: str, transform: Callable | None = None,
-                 classes: Sequence[str] | None = None, delimiter: str = ";", sep: str = ",",
-                 skip_bad_images: bool = False) -> None:
+    def __init__(
+        self,
+        csv_file: str,
+        image_dir: str,
+        transform: Callable | None = None,
+        classes: Sequence[str] | None = None,
+        delimiter: str = ";",
+        sep: str = ",",
+        skip_bad_images: bool = False,
+    ) -> None:
         header, rows = _read_rows(csv_file, sep)
         if not rows:
             raise ValueError(f"{csv_file} contains no images (only a header)")
         for n, row in enumerate(rows, start=2):
             if len(row) != len(header):
-                raise ValueError(f"{csv_file} line {n}: {len(row)} fields, the header has {len(header)}")
+                raise ValueError(
+                    f"{csv_file} line {n}: {len(row)} fields, the header has {len(header)}"
+                )
         files = [row[0].strip() for row in rows]
         if header[1:] == ["labels"]:
             classes, labels = self._list_layout(csv_file, rows, classes, delimiter)
@@ -79,15 +91,19 @@ class CSVDataset(MultiLabelDataset):
         if classes is None:
             classes = sorted({name for row in names for name in row})
             if not classes:
-                raise ValueError(f"{csv_file}: no class name appears in the 'labels' column; pass classes=")
+                raise ValueError(
+                    f"{csv_file}: no class name appears in the 'labels' column; pass classes="
+                )
         classes = list(classes)
         column = {c: j for j, c in enumerate(classes)}
         labels = torch.zeros(len(rows), len(classes), dtype=torch.int8)
         for r, row in enumerate(names):
             for name in row:
                 if name not in column:
-                    raise ValueError(f"{csv_file} line {r + 2} ({rows[r][0].strip()}): unknown class name "
-                                     f"{name!r}; classes are {classes}")
+                    raise ValueError(
+                        f"{csv_file} line {r + 2} ({rows[r][0].strip()}): unknown class name "
+                        f"{name!r}; classes are {classes}"
+                    )
                 labels[r, column[name]] = 1
         return classes, labels
 
@@ -102,15 +118,19 @@ class CSVDataset(MultiLabelDataset):
         missing = [c for c in classes if c not in columns]
         extra = [c for c in columns if c not in classes]
         if missing or extra:
-            raise ValueError(f"{csv_file}: class columns disagree with the given classes: missing columns "
-                             f"{missing}, unexpected columns {extra}")
+            raise ValueError(
+                f"{csv_file}: class columns disagree with the given classes: missing columns "
+                f"{missing}, unexpected columns {extra}"
+            )
         order = [columns.index(c) + 1 for c in classes]
         labels = torch.zeros(len(rows), len(classes), dtype=torch.int8)
         for r, row in enumerate(rows):
             for j, k in enumerate(order):
                 cell = row[k].strip()
                 if cell not in ("1", "0", "-1"):
-                    raise ValueError(f"{csv_file} line {r + 2}, column {header[k]!r}: value {cell!r} is not "
-                                     f"1, 0 or -1")
+                    raise ValueError(
+                        f"{csv_file} line {r + 2}, column {header[k]!r}: value {cell!r} is not "
+                        f"1, 0 or -1"
+                    )
                 labels[r, j] = int(cell)
         return classes, labels

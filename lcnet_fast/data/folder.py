@@ -1,12 +1,14 @@
-"""One sub-folder per class (``root/<class>/<image>``) -> single-label images as a multi-label dataset.
+"""One sub-folder per class (``root/<class>/<image>``) -> single-label images as a multi-label
+dataset.
 
 Useful to try the package on an ImageFolder-style collection; each label row has exactly one 1.
 Classes are the sub-folder names, sorted. Files are taken when their extension is in ``extensions``.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -21,8 +23,13 @@ class FolderDataset(MultiLabelDataset):
     """Args: root (one sub-folder per class), transform, extensions (lower-case, with dot),
     skip_bad_images (see :class:`~lcnet_fast.data.base.MultiLabelDataset`)."""
 
-    def __init__(self, root: str, transform: Callable | None = None,
-                 extensions: Sequence[str] = IMAGE_EXTENSIONS, skip_bad_images: bool = False) -> None:
+    def __init__(
+        self,
+        root: str,
+        transform: Callable | None = None,
+        extensions: Sequence[str] = IMAGE_EXTENSIONS,
+        skip_bad_images: bool = False,
+    ) -> None:
         if not os.path.isdir(root):
             raise FileNotFoundError(f"image folder not found: {root}")
         classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))

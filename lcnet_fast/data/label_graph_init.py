@@ -5,11 +5,13 @@ knowledge), from word vectors of the class names (ML-GCN style) and be compared 
 set's co-occurrence statistics. These functions only compute tensors; the model decides how to use
 them.
 """
+
 from __future__ import annotations
 
 import os
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +27,8 @@ def one_hot(num_classes: int) -> torch.Tensor:
 
 
 def cooccurrence(labels: Any) -> torch.Tensor:
-    """Conditional co-occurrence ``A[i, j] = P(j present | i present)`` from an ``(n, C)`` label matrix.
+    """Conditional co-occurrence ``A[i, j] = P(j present | i present)`` from an ``(n, C)`` label
+    matrix.
 
     Normalisation, with -1 (ignored) entries left out pairwise::
 
@@ -42,17 +45,21 @@ def cooccurrence(labels: Any) -> torch.Tensor:
         raise ValueError("labels must contain only 1, 0 and -1")
     pos = (y == 1).double()
     known = (y != -1).double()
-    both = pos.T @ pos                   # (C, C): i present and j present
-    denom = pos.T @ known                # (C, C): i present and j known
+    both = pos.T @ pos  # (C, C): i present and j present
+    denom = pos.T @ known  # (C, C): i present and j known
     a = torch.where(denom > 0, both / denom.clamp_min(1), torch.zeros_like(both))
     a.fill_diagonal_(1.0)
     return a.to(torch.float32)
 
 
 def cosine_similarity(embeddings: Any) -> torch.Tensor:
-    """``(C, C)`` cosine similarity of the rows of ``(C, E)`` embeddings; a zero row gives 0 similarity."""
-    e = torch.as_tensor(embeddings, dtype=torch.float64) if not isinstance(embeddings, torch.Tensor) \
+    """``(C, C)`` cosine similarity of the rows of ``(C, E)`` embeddings; a zero row gives 0
+    similarity."""
+    e = (
+        torch.as_tensor(embeddings, dtype=torch.float64)
+        if not isinstance(embeddings, torch.Tensor)
         else embeddings.detach().to(torch.float64)
+    )
     if e.ndim != 2:
         raise ValueError(f"embeddings must have shape (C, E), got {tuple(e.shape)}")
     unit = e / e.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -61,6 +68,7 @@ def cosine_similarity(embeddings: Any) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------------------------
 # word vectors
+
 
 def _candidates(name: str) -> list[str]:
     forms = [name, name.replace(" ", "_"), name.replace("_", " "), name.replace("-", "_")]
@@ -80,7 +88,9 @@ def _lookup(table: dict[str, np.ndarray], classes: Sequence[str], source: str) -
     for name in classes:
         hit = next((table[k] for k in _candidates(name) if k in table), None)
         if hit is None:
-            parts = [next((table[k] for k in (w, w.lower()) if k in table), None) for w in _words(name)]
+            parts = [
+                next((table[k] for k in (w, w.lower()) if k in table), None) for w in _words(name)
+            ]
             if len(parts) > 1 and all(p is not None for p in parts):
                 hit = np.mean(np.stack(parts), axis=0)
         if hit is None:
@@ -88,11 +98,15 @@ def _lookup(table: dict[str, np.ndarray], classes: Sequence[str], source: str) -
         else:
             rows.append(np.asarray(hit, dtype=np.float64))
     if missing:
-        raise KeyError(f"{source}: no word vector for class name(s) {missing} (tried the name as is, with "
-                       f"spaces/underscores swapped, lower-cased, and the average of its words)")
+        raise KeyError(
+            f"{source}: no word vector for class name(s) {missing} (tried the name as is, with "
+            f"spaces/underscores swapped, lower-cased, and the average of its words)"
+        )
     dims = {r.shape for r in rows}
     if len(dims) != 1 or len(next(iter(dims))) != 1:
-        raise ValueError(f"{source}: word vectors must all be 1-D of one length, got shapes {sorted(dims)}")
+        raise ValueError(
+            f"{source}: word vectors must all be 1-D of one length, got shapes {sorted(dims)}"
+        )
     return torch.from_numpy(np.stack(rows)).to(torch.float32)
 
 
@@ -122,17 +136,21 @@ def _read_text_vectors(path: str, wanted: set[str]) -> dict[str, np.ndarray]:
     return table
 
 
-def _ordered_rows(array: np.ndarray, classes: Sequence[str], path: str, names: list[str] | None) -> torch.Tensor:
+def _ordered_rows(
+    array: np.ndarray, classes: Sequence[str], path: str, names: list[str] | None
+) -> torch.Tensor:
     if array.ndim != 2:
         raise ValueError(f"{path}: expected a (C, E) array, got shape {array.shape}")
     if names is None:
         if array.shape[0] != len(classes):
-            raise ValueError(f"{path}: {array.shape[0]} rows but {len(classes)} classes, and no class list "
-                             f"beside it to match rows to names")
+            raise ValueError(
+                f"{path}: {array.shape[0]} rows but {len(classes)} classes, and no class list "
+                f"beside it to match rows to names"
+            )
         return torch.as_tensor(np.asarray(array, dtype=np.float32))
     if len(names) != array.shape[0]:
         raise ValueError(f"{path}: {array.shape[0]} rows but its class list has {len(names)} names")
-    return _lookup(dict(zip(names, array)), classes, path)
+    return _lookup(dict(zip(names, array, strict=True)), classes, path)
 
 
 def load_word_vectors(path: str, classes: Sequence[str]) -> torch.Tensor:
@@ -140,17 +158,17 @@ def load_word_vectors(path: str, classes: Sequence[str]) -> torch.Tensor:
 
     Formats, by extension:
 
-    * ``.txt`` / ``.vec``: GloVe or word2vec text (a leading ``N E`` header line is skipped). Only the
-      needed words are kept while streaming, so a full GloVe file is fine.
-    * ``.npy``: a ``(N, E)`` array; if ``<path minus .npy>.classes.txt`` exists (one name per line) rows
-      are matched by name, otherwise the rows must already be the classes in order (N == C).
+    * ``.txt`` / ``.vec``: GloVe or word2vec text (a leading ``N E`` header line is skipped). Only
+      the needed words are kept while streaming, so a full GloVe file is fine.
+    * ``.npy``: a ``(N, E)`` array; if ``<path minus .npy>.classes.txt`` exists (one name per line)
+      rows are matched by name, otherwise the rows must already be the classes in order (N == C).
     * ``.npz``: one array per name (``np.savez(path, **{name: vector})``).
-    * ``.pt`` / ``.pth``: ``{name: tensor}`` or a ``(C, E)`` tensor in class order, or
-      ``{"classes": [...], "vectors": (N, E)}``; loaded with ``weights_only=True``.
+    * ``.pt`` / ``.pth``: ``{name: tensor}`` or a ``(C, E)`` tensor in class order, or ``{"classes":
+      [...], "vectors": (N, E)}``; loaded with ``weights_only=True``.
 
-    Name matching: the class name as is, with spaces and underscores swapped, and lower-cased; failing
-    that, a multi-word name ("traffic light", "traffic_light", "hair-drier") gets the mean of its
-    words' vectors. Class names with no vector raise a ``KeyError`` listing all of them.
+    Name matching: the class name as is, with spaces and underscores swapped, and lower-cased;
+    failing that, a multi-word name ("traffic light", "traffic_light", "hair-drier") gets the mean
+    of its words' vectors. Class names with no vector raise a ``KeyError`` listing all of them.
     Pickle files (ML-GCN's ``.pkl``) are refused: convert them to ``.npy`` or ``.pt``.
     """
     if not os.path.isfile(path):
@@ -177,10 +195,21 @@ def load_word_vectors(path: str, classes: Sequence[str]) -> torch.Tensor:
         if isinstance(obj, torch.Tensor):
             return _ordered_rows(obj.numpy(), classes, path, None)
         if isinstance(obj, dict) and set(obj) == {"classes", "vectors"}:
-            return _ordered_rows(torch.as_tensor(obj["vectors"]).numpy(), classes, path, list(obj["classes"]))
+            return _ordered_rows(
+                torch.as_tensor(obj["vectors"]).numpy(), classes, path, list(obj["classes"])
+            )
         if isinstance(obj, dict):
-            return _lookup({str(k): torch.as_tensor(v).numpy() for k, v in obj.items()}, classes, path)
-        raise ValueError(f"{path}: expected a dict of name -> vector or a (C, E) tensor, got {type(obj).__name__}")
+            return _lookup(
+                {str(k): torch.as_tensor(v).numpy() for k, v in obj.items()}, classes, path
+            )
+        raise ValueError(
+            f"{path}: expected a dict of name -> vector or a (C, E) tensor, "
+            f"got {type(obj).__name__}"
+        )
     if ext in (".pkl", ".pickle"):
-        raise ValueError(f"{path}: pickle files are not loaded (unsafe); save the vectors as .npy or .pt")
-    raise ValueError(f"{path}: unknown word-vector format {ext!r}; use .txt/.vec, .npy, .npz or .pt")
+        raise ValueError(
+            f"{path}: pickle files are not loaded (unsafe); save the vectors as .npy or .pt"
+        )
+    raise ValueError(
+        f"{path}: unknown word-vector format {ext!r}; use .txt/.vec, .npy, .npz or .pt"
+    )

@@ -4,20 +4,23 @@ Why this design: LCNet's two ideas must matter on it, and a tiny CNN on 2 CPU co
 minutes.
 
 * Label correlation: every image has a THEME (background tint). Each class has a home theme
-  (``class_index % num_themes``); a class is present with probability ``p_home`` in its home theme and
-  ``p_other`` elsewhere, so classes sharing a home co-occur far above independence and a label graph
-  has something to learn.
+  (``class_index % num_themes``); a class is present with probability ``p_home`` in its home theme
+  and ``p_other`` elsewhere, so classes sharing a home co-occur far above independence and a label
+  graph has something to learn.
 * Crop-Forwarding: the ``tiny_*`` classes are drawn at about 3.5-5 % of the image side (4-6 px at
   128 px), so after the 2x down-sampling of a global view they are a 2-3 px smudge, while a full
   resolution crop still shows their shape. ``tiny_yellow_square`` shares its colour with
   ``yellow_star`` and ``tiny_white_cross`` with ``white_circle``, so colour alone does not identify
   them: size and shape must be seen.
-* Learnability: bold saturated colours on dark backgrounds, axis-aligned shapes, moderate grey clutter.
+* Learnability: bold saturated colours on dark backgrounds, axis-aligned shapes, moderate grey
+  clutter.
 
-Reproducibility: everything about image ``i`` comes from ``numpy.random.default_rng([seed, split_id,
-i, stream])`` -- labels from stream 0, geometry and pixels from stream 1 -- so image ``i`` depends only
-on ``(seed, split, i)`` (same in every DataLoader worker) and labels are computed without drawing.
+Reproducibility: everything about image ``i`` comes from
+``numpy.random.default_rng([seed, split_id, i, stream])`` -- labels from stream 0, geometry from
+stream 1, pixels from stream 2 -- so image ``i`` depends only on ``(seed, split, i)`` (same in every
+DataLoader worker) and labels are computed without drawing.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,15 +28,28 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["CATALOGUE", "ClassSpec", "SceneObject", "sample_labels", "sample_objects", "draw_scene",
-           "SPLIT_IDS"]
+__all__ = [
+    "CATALOGUE",
+    "ClassSpec",
+    "SceneObject",
+    "sample_labels",
+    "sample_objects",
+    "draw_scene",
+    "SPLIT_IDS",
+]
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 
 COLOURS = {
-    "red": (235, 35, 35), "green": (40, 205, 60), "blue": (45, 90, 245), "yellow": (250, 230, 40),
-    "white": (250, 250, 250), "magenta": (230, 45, 220), "cyan": (40, 230, 230),
-    "orange": (250, 140, 20), "pink": (250, 155, 195),
+    "red": (235, 35, 35),
+    "green": (40, 205, 60),
+    "blue": (45, 90, 245),
+    "yellow": (250, 230, 40),
+    "white": (250, 250, 250),
+    "magenta": (230, 45, 220),
+    "cyan": (40, 230, 230),
+    "orange": (250, 140, 20),
+    "pink": (250, 155, 195),
 }
 
 
@@ -52,25 +68,52 @@ def _spec(name: str) -> ClassSpec:
     return ClassSpec(name, shape, colour, tiny)
 
 
-# Order matters: the first ``num_classes`` entries are used, and index % num_themes is the home theme.
-CATALOGUE: tuple[ClassSpec, ...] = tuple(_spec(n) for n in (
-    "red_circle", "green_square", "blue_triangle", "yellow_star",
-    "tiny_white_cross", "magenta_ring", "cyan_stripes", "orange_diamond",
-    "white_circle", "tiny_yellow_square", "green_checker", "pink_triangle",
-    "tiny_red_circle", "blue_stripes", "orange_ring", "tiny_cyan_square",
-))
+# Order matters: the first ``num_classes`` entries are used, and index % num_themes is the home # #
+# # # # # # # # # # theme.
+CATALOGUE: tuple[ClassSpec, ...] = tuple(
+    _spec(n)
+    for n in (
+        "red_circle",
+        "green_square",
+        "blue_triangle",
+        "yellow_star",
+        "tiny_white_cross",
+        "magenta_ring",
+        "cyan_stripes",
+        "orange_diamond",
+        "white_circle",
+        "tiny_yellow_square",
+        "green_checker",
+        "pink_triangle",
+        "tiny_red_circle",
+        "blue_stripes",
+        "orange_ring",
+        "tiny_cyan_square",
+    )
+)
 
-THEME_BACKGROUNDS = ((45, 45, 70), (70, 50, 35), (35, 65, 45), (60, 60, 60), (70, 35, 60), (30, 60, 70))
+THEME_BACKGROUNDS = (
+    (45, 45, 70),
+    (70, 50, 35),
+    (35, 65, 45),
+    (60, 60, 60),
+    (70, 35, 60),
+    (30, 60, 70),
+)
 
-LARGE_SIZE = (0.18, 0.30)   # object side as a fraction of the image side
+LARGE_SIZE = (0.18, 0.30)  # object side as a fraction of the image side
 TINY_SIZE = (0.035, 0.05)
 
 
 @dataclass(frozen=True)
 class SceneObject:
-    """One drawn thing. ``kind``: "object" (an instance of class ``class_index``), "clutter" (grey,
-    ``class_index`` -1) or "decoy" (a tiny shape in the colour of tiny class ``class_index`` but another
-    shape -- NOT an instance of it; only full resolution tells the two apart)."""
+    """One drawn thing.
+
+    ``kind``: "object" (an instance of class ``class_index``), "clutter" (grey, ``class_index`` -1)
+    or "decoy" (a tiny shape in the colour of tiny class ``class_index`` but another shape -- NOT an
+    instance of it; only full resolution tells the two apart).
+    """
+
     class_index: int
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, inclusive-exclusive
     kind: str = "object"
@@ -80,8 +123,15 @@ def _rng(seed: int, split_id: int, index: int, stream: int) -> np.random.Generat
     return np.random.default_rng([int(seed), int(split_id), int(index), int(stream)])
 
 
-def sample_labels(seed: int, split_id: int, index: int, num_classes: int, num_themes: int,
-                  p_home: float, p_other: float) -> tuple[int, np.ndarray]:
+def sample_labels(
+    seed: int,
+    split_id: int,
+    index: int,
+    num_classes: int,
+    num_themes: int,
+    p_home: float,
+    p_other: float,
+) -> tuple[int, np.ndarray]:
     """(theme, labels (C,) int8) of one image; at least one class is always present."""
     rng = _rng(seed, split_id, index, 0)
     theme = int(rng.integers(num_themes))
@@ -96,8 +146,10 @@ def sample_labels(seed: int, split_id: int, index: int, num_classes: int, num_th
 
 def _overlaps(box, boxes, margin: int) -> bool:
     x0, y0, x1, y1 = box
-    return any(x0 < b[2] + margin and b[0] < x1 + margin and y0 < b[3] + margin and b[1] < y1 + margin
-               for b in boxes)
+    return any(
+        x0 < b[2] + margin and b[0] < x1 + margin and y0 < b[3] + margin and b[1] < y1 + margin
+        for b in boxes
+    )
 
 
 def _place(rng, size: int, image_size: int, taken, margin: int, tries: int = 30):
@@ -111,8 +163,15 @@ def _place(rng, size: int, image_size: int, taken, margin: int, tries: int = 30)
     return box
 
 
-def sample_objects(seed: int, split_id: int, index: int, labels: np.ndarray, image_size: int,
-                   clutter: int, p_decoy: float = 0.35) -> list[SceneObject]:
+def sample_objects(
+    seed: int,
+    split_id: int,
+    index: int,
+    labels: np.ndarray,
+    image_size: int,
+    clutter: int,
+    p_decoy: float = 0.35,
+) -> list[SceneObject]:
     """Boxes of the clutter (drawn first), every present class's instances, and decoys."""
     rng = _rng(seed, split_id, index, 1)
     objects: list[SceneObject] = []
@@ -149,7 +208,7 @@ def _star(box, points: int = 5):
     cx, cy, r = (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2, (x1 - x0) / 2
     angles = -np.pi / 2 + np.arange(2 * points) * np.pi / points
     radii = np.where(np.arange(2 * points) % 2 == 0, r, r * 0.45)
-    return [(cx + rr * np.cos(a), cy + rr * np.sin(a)) for a, rr in zip(angles, radii)]
+    return [(cx + rr * np.cos(a), cy + rr * np.sin(a)) for a, rr in zip(angles, radii, strict=True)]
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box, fill) -> None:
@@ -178,7 +237,9 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box, fill) -> None:
     elif shape == "stripes":
         step = max(2, w // 6)
         for k, y in enumerate(range(y0, y1, step)):
-            draw.rectangle((x0, y, x1 - 1, min(y + step, y1) - 1), fill=fill if k % 2 == 0 else (15, 15, 15))
+            draw.rectangle(
+                (x0, y, x1 - 1, min(y + step, y1) - 1), fill=fill if k % 2 == 0 else (15, 15, 15)
+            )
     elif shape == "checker":
         step = max(2, w // 4)
         for j, y in enumerate(range(y0, y1, step)):
@@ -192,8 +253,15 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box, fill) -> None:
 _CLUTTER_SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")
 
 
-def draw_scene(seed: int, split_id: int, index: int, theme: int, objects: list[SceneObject],
-               image_size: int, noise: int) -> np.ndarray:
+def draw_scene(
+    seed: int,
+    split_id: int,
+    index: int,
+    theme: int,
+    objects: list[SceneObject],
+    image_size: int,
+    noise: int,
+) -> np.ndarray:
     """Render one scene as an ``(S, S, 3)`` uint8 array."""
     rng = _rng(seed, split_id, index, 2)
     bg = np.asarray(THEME_BACKGROUNDS[theme % len(THEME_BACKGROUNDS)], dtype=np.int16)
@@ -204,10 +272,14 @@ def draw_scene(seed: int, split_id: int, index: int, theme: int, objects: list[S
     for obj in objects:
         if obj.kind == "clutter":
             grey = int(rng.integers(95, 160))
-            _draw_shape(draw, _CLUTTER_SHAPES[int(rng.integers(len(_CLUTTER_SHAPES)))], obj.box, (grey,) * 3)
+            _draw_shape(
+                draw, _CLUTTER_SHAPES[int(rng.integers(len(_CLUTTER_SHAPES)))], obj.box, (grey,) * 3
+            )
         elif obj.kind == "decoy":
             spec = CATALOGUE[obj.class_index]
-            _draw_shape(draw, "square" if spec.shape != "square" else "cross", obj.box, COLOURS[spec.colour])
+            _draw_shape(
+                draw, "square" if spec.shape != "square" else "cross", obj.box, COLOURS[spec.colour]
+            )
         else:
             spec = CATALOGUE[obj.class_index]
             _draw_shape(draw, spec.shape, obj.box, COLOURS[spec.colour])

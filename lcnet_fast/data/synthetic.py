@@ -1,21 +1,23 @@
 """The built-in synthetic multi-label dataset, and a CLI that writes it as COCO / VOC / CSV files.
 
 ``SyntheticScenes`` needs no files: image ``i`` is drawn on demand from ``(seed, split, i)`` (see
-:mod:`lcnet_fast.data.scene` for why the scenes look the way they do). ``labels`` are computed without
-drawing, so label statistics (co-occurrence, class frequencies) are cheap.
+:mod:`lcnet_fast.data.scene` for why the scenes look the way they do). ``labels`` are computed
+without drawing, so label statistics (co-occurrence, class frequencies) are cheap.
 
 CLI::
 
     python -m lcnet_fast.data.synthetic --out DIR --format coco|voc|csv \
-        [--num-images N] [--image-size S] [--num-classes C] [--seed K] [--split train,test] [--ext png|jpg]
+        [--num-images N] [--image-size S] [--num-classes C] [--seed K] \
+        [--split train,test] [--ext png|jpg]
 
 writes each split with the layout described in :mod:`lcnet_fast.data.writers`; the matching reader
 reads it back exactly (PNG: same pixels too).
 """
+
 from __future__ import annotations
 
 import argparse
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -48,36 +50,61 @@ class SyntheticScenes(Dataset):
             in the main process.
     """
 
-    def __init__(self, num_images: int = DEFAULT_SYNTHETIC["num_images"],
-                 image_size: int = DEFAULT_SYNTHETIC["image_size"],
-                 num_classes: int = DEFAULT_SYNTHETIC["num_classes"], seed: int = 0, split: str = "train",
-                 transform: Callable | None = None, num_themes: int = 4, p_home: float = 0.6,
-                 p_other: float = 0.08, clutter: int = 4, noise: int = 12, cache: bool = False) -> None:
+    def __init__(
+        self,
+        num_images: int = DEFAULT_SYNTHETIC["num_images"],
+        image_size: int = DEFAULT_SYNTHETIC["image_size"],
+        num_classes: int = DEFAULT_SYNTHETIC["num_classes"],
+        seed: int = 0,
+        split: str = "train",
+        transform: Callable | None = None,
+        num_themes: int = 4,
+        p_home: float = 0.6,
+        p_other: float = 0.08,
+        clutter: int = 4,
+        noise: int = 12,
+        cache: bool = False,
+    ) -> None:
         if split not in SPLIT_IDS:
             raise ValueError(f"split must be one of {sorted(SPLIT_IDS)}, got {split!r}")
         if num_images < 1:
-            raise ValueError(f"num_images must be >= 1 (an empty split is not a dataset), got {num_images}")
+            raise ValueError(
+                f"num_images must be >= 1 (an empty split is not a dataset), got {num_images}"
+            )
         if not 1 <= num_classes <= len(CATALOGUE):
             raise ValueError(f"num_classes must be in 1..{len(CATALOGUE)}, got {num_classes}")
         if image_size < 32:
-            raise ValueError(f"image_size must be >= 32 so tiny objects stay >= 3 px, got {image_size}")
+            raise ValueError(
+                f"image_size must be >= 32 so tiny objects stay >= 3 px, got {image_size}"
+            )
         if num_themes < 1:
             raise ValueError(f"num_themes must be >= 1, got {num_themes}")
-        self.num_images, self.image_size, self.num_classes = int(num_images), int(image_size), int(num_classes)
+        self.num_images, self.image_size, self.num_classes = (
+            int(num_images),
+            int(image_size),
+            int(num_classes),
+        )
         self.seed, self.split, self.split_id = int(seed), split, SPLIT_IDS[split]
         self.transform = transform
         self.num_themes, self.p_home, self.p_other = int(num_themes), float(p_home), float(p_other)
         self.clutter, self.noise = int(clutter), int(noise)
         self.classes = [spec.name for spec in CATALOGUE[:num_classes]]
         self.tiny_classes = [i for i, spec in enumerate(CATALOGUE[:num_classes]) if spec.tiny]
-        themes, rows = zip(*(self._labels(i) for i in range(self.num_images)))
+        themes, rows = zip(*(self._labels(i) for i in range(self.num_images)), strict=True)
         self.themes = torch.tensor(themes, dtype=torch.long)
         self.labels = torch.from_numpy(np.stack(rows)).to(torch.int8)
         self._cache: dict[int, torch.Tensor] | None = {} if cache else None
 
     def _labels(self, index: int):
-        return sample_labels(self.seed, self.split_id, index, self.num_classes, self.num_themes,
-                             self.p_home, self.p_other)
+        return sample_labels(
+            self.seed,
+            self.split_id,
+            index,
+            self.num_classes,
+            self.num_themes,
+            self.p_home,
+            self.p_other,
+        )
 
     def __len__(self) -> int:
         return self.num_images
@@ -91,15 +118,28 @@ class SyntheticScenes(Dataset):
 
     def objects(self, index: int) -> list[SceneObject]:
         """Clutter (class_index -1) and class instances of image ``index``, with pixel boxes."""
-        return sample_objects(self.seed, self.split_id, index, self.labels[index].numpy(), self.image_size,
-                              self.clutter)
+        return sample_objects(
+            self.seed,
+            self.split_id,
+            index,
+            self.labels[index].numpy(),
+            self.image_size,
+            self.clutter,
+        )
 
     def load(self, index: int) -> torch.Tensor:
         """The uint8 ``(3, S, S)`` image, without transform."""
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        arr = draw_scene(self.seed, self.split_id, index, int(self.themes[index]), self.objects(index),
-                         self.image_size, self.noise)
+        arr = draw_scene(
+            self.seed,
+            self.split_id,
+            index,
+            int(self.themes[index]),
+            self.objects(index),
+            self.image_size,
+            self.noise,
+        )
         image = torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
         if self._cache is not None:
             self._cache[index] = image
@@ -117,16 +157,24 @@ class SyntheticScenes(Dataset):
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m lcnet_fast.data.synthetic",
-                                description="Write the synthetic dataset as image files + annotations.")
+    p = argparse.ArgumentParser(
+        prog="python -m lcnet_fast.data.synthetic",
+        description="Write the synthetic dataset as image files + annotations.",
+    )
     p.add_argument("--out", required=True, help="output directory (created)")
     p.add_argument("--format", required=True, choices=("coco", "voc", "csv"))
-    p.add_argument("--num-images", type=int, default=DEFAULT_SYNTHETIC["num_images"], help="images per split")
+    p.add_argument(
+        "--num-images", type=int, default=DEFAULT_SYNTHETIC["num_images"], help="images per split"
+    )
     p.add_argument("--image-size", type=int, default=DEFAULT_SYNTHETIC["image_size"])
     p.add_argument("--num-classes", type=int, default=DEFAULT_SYNTHETIC["num_classes"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split", default="train,test", help="comma-separated splits among train,val,test")
-    p.add_argument("--ext", default="png", choices=("png", "jpg"), help="png is lossless; jpg is quality 95")
+    p.add_argument(
+        "--split", default="train,test", help="comma-separated splits among train,val,test"
+    )
+    p.add_argument(
+        "--ext", default="png", choices=("png", "jpg"), help="png is lossless; jpg is quality 95"
+    )
     return p.parse_args(argv)
 
 
@@ -135,8 +183,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parse(argv)
     for split in [s.strip() for s in args.split.split(",") if s.strip()]:
-        ds = SyntheticScenes(num_images=args.num_images, image_size=args.image_size,
-                             num_classes=args.num_classes, seed=args.seed, split=split)
+        ds = SyntheticScenes(
+            num_images=args.num_images,
+            image_size=args.image_size,
+            num_classes=args.num_classes,
+            seed=args.seed,
+            split=split,
+        )
         where = write_dataset(ds, args.out, args.format, ext=args.ext)
         print(f"wrote {len(ds)} {split} images ({args.format}) -> {where}")
     return 0

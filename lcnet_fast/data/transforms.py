@@ -1,19 +1,22 @@
-"""Image transforms: square resize to the Crop-Forwarding input size, train augmentation, normalisation.
+"""Image transforms: square resize to the Crop-Forwarding input size, train augmentation,
+normalisation.
 
-LCNet's Crop-Forwarding cuts a ``crop_level * image_size`` square image into views of ``image_size``,
-so every image is resized (without keeping aspect, as in the paper's code) to that square first.
-Augmentation order: resize -> horizontal flip -> RandAugment (on uint8, where it is defined) -> to float
-in [0, 1] -> Cutout -> Normalize. Built on ``torchvision.transforms.v2``; the input may be a uint8
-``(3, H, W)`` tensor (what the datasets return) or a PIL image.
+LCNet's Crop-Forwarding cuts a ``crop_level * image_size`` square image into views of
+``image_size``, so every image is resized (without keeping aspect, as in the paper's code) to that
+square first. Augmentation order: resize -> horizontal flip -> RandAugment (on uint8, where it is
+defined) -> to float in [0, 1] -> Cutout -> Normalize. Built on ``torchvision.transforms.v2``; the
+input may be a uint8 ``(3, H, W)`` tensor (what the datasets return) or a PIL image.
 
 Note for the synthetic dataset: its classes are defined by colour, so RandAugment's colour ops
 (Solarize, Posterize, Color, ...) change what an image shows; use ``augment={"randaugment": False,
 "cutout": False}`` there (flip only).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torchvision.transforms import v2
@@ -28,18 +31,19 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class AugmentConfig:
     """Train-time augmentation switches. A probability or flag of 0/False turns a step off."""
 
-    hflip: float = 0.5                 # probability of a horizontal flip
+    hflip: float = 0.5  # probability of a horizontal flip
     randaugment: bool = True
     randaugment_num_ops: int = 2
     randaugment_magnitude: int = 9
     cutout: bool = True
-    cutout_size: float = 0.5           # side of the square hole, as a fraction of the image side
-    cutout_p: float = 0.5              # probability of applying it
-    cutout_fill: float = 0.5           # value written into the hole, on the [0, 1] scale before Normalize
+    cutout_size: float = 0.5  # side of the square hole, as a fraction of the image side
+    cutout_p: float = 0.5  # probability of applying it
+    cutout_fill: float = 0.5  # value written into the hole, on the [0, 1] scale before Normalize
 
     @classmethod
-    def resolve(cls, augment: Any) -> "AugmentConfig | None":
-        """None/True -> defaults, False -> no augmentation, dict -> overrides, AugmentConfig -> itself."""
+    def resolve(cls, augment: Any) -> AugmentConfig | None:
+        """None/True -> defaults, False -> no augmentation, dict -> overrides, AugmentConfig ->
+        itself."""
         if augment is None or augment is True:
             return cls()
         if augment is False:
@@ -52,7 +56,10 @@ class AugmentConfig:
             if unknown:
                 raise ValueError(f"augment: unknown option(s) {unknown}; known: {sorted(known)}")
             return cls(**augment)
-        raise TypeError(f"augment must be None, a bool, a dict or an AugmentConfig, got {type(augment).__name__}")
+        raise TypeError(
+            "augment must be None, a bool, a dict or an AugmentConfig, "
+            f"got {type(augment).__name__}"
+        )
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -86,9 +93,15 @@ class Cutout(torch.nn.Module):
         return image
 
 
-def build_transforms(train: bool, crop_level: int, image_size: int, augment: Any = None,
-                     mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> v2.Compose:
-    """The transform pipeline giving a float32 ``(3, crop_level*image_size, crop_level*image_size)`` tensor.
+def build_transforms(
+    train: bool,
+    crop_level: int,
+    image_size: int,
+    augment: Any = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> v2.Compose:
+    """The pipeline giving a float32 ``(3, crop_level*image_size, crop_level*image_size)`` tensor.
 
     Args:
         train: add augmentation (per ``augment``); evaluation pipelines never augment.
@@ -110,7 +123,9 @@ def build_transforms(train: bool, crop_level: int, image_size: int, augment: Any
     if cfg is not None and cfg.hflip > 0:
         steps.append(v2.RandomHorizontalFlip(p=cfg.hflip))
     if cfg is not None and cfg.randaugment:
-        steps.append(v2.RandAugment(num_ops=cfg.randaugment_num_ops, magnitude=cfg.randaugment_magnitude))
+        steps.append(
+            v2.RandAugment(num_ops=cfg.randaugment_num_ops, magnitude=cfg.randaugment_magnitude)
+        )
     steps.append(v2.ToDtype(torch.float32, scale=True))
     if cfg is not None and cfg.cutout:
         steps.append(Cutout(cfg.cutout_size, cfg.cutout_p, cfg.cutout_fill))

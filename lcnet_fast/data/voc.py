@@ -4,18 +4,20 @@ Label of class c for an image: 1 if it has a non-difficult object of c, -1 if c 
 ``<difficult>1</difficult>`` objects (the standard VOC evaluation ignores those), else 0.
 
 Classes: the standard 20 VOC classes in the standard order, unless ``classes`` is given or the VOC
-directory holds a ``classes.txt`` (one name per line; written by ``python -m lcnet_fast.data.synthetic
---format voc`` so non-VOC names round-trip). An object whose name is not a class is an error naming it
-and the XML file, so a misspelt or foreign annotation never silently becomes a negative.
+    directory holds a ``classes.txt`` (one name per line; written by ``python -m
+    lcnet_fast.data.synthetic --format voc`` so non-VOC names round-trip). An object whose name is
+    not a class is an error naming it and the XML file, so a misspelt or foreign annotation never
+    silently becomes a negative.
 
 Image file: ``JPEGImages/<filename from the XML>`` when the XML has ``<filename>``, else
 ``JPEGImages/<id>.jpg``.
 """
+
 from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -24,18 +26,40 @@ from .base import MultiLabelDataset
 __all__ = ["VOCDataset", "VOC_CLASSES"]
 
 VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
-    "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 
 
 def _resolve_root(root: str, year: str) -> str:
     """Accept the ``VOC<year>`` directory itself or its parent (e.g. ``VOCdevkit``)."""
     for cand in (root, os.path.join(root, f"VOC{year}")):
-        if os.path.isdir(os.path.join(cand, "ImageSets", "Main")) and os.path.isdir(os.path.join(cand, "Annotations")):
+        if os.path.isdir(os.path.join(cand, "ImageSets", "Main")) and os.path.isdir(
+            os.path.join(cand, "Annotations")
+        ):
             return cand
-    raise FileNotFoundError(f"{root} is neither a VOC{year} directory (with ImageSets/Main and Annotations) "
-                            f"nor its parent")
+    raise FileNotFoundError(
+        f"{root} is neither a VOC{year} directory (with ImageSets/Main and Annotations) "
+        f"nor its parent"
+    )
 
 
 def _read_classes_file(path: str) -> list[str]:
@@ -55,8 +79,15 @@ class VOCDataset(MultiLabelDataset):
         skip_bad_images: see :class:`~lcnet_fast.data.base.MultiLabelDataset`.
     """
 
-    def __init__(self, root: str, split: str, year: str = "2007", transform: Callable | None = None,
-                 classes: Sequence[str] | None = None, skip_bad_images: bool = False) -> None:
+    def __init__(
+        self,
+        root: str,
+        split: str,
+        year: str = "2007",
+        transform: Callable | None = None,
+        classes: Sequence[str] | None = None,
+        skip_bad_images: bool = False,
+    ) -> None:
         self.root = _resolve_root(root, year)
         if classes is None:
             cfile = os.path.join(self.root, "classes.txt")
@@ -75,7 +106,9 @@ class VOCDataset(MultiLabelDataset):
         for r, image_id in enumerate(ids):
             xml_path = os.path.join(self.root, "Annotations", f"{image_id}.xml")
             if not os.path.isfile(xml_path):
-                raise FileNotFoundError(f"VOC annotation not found for image {image_id!r}: {xml_path}")
+                raise FileNotFoundError(
+                    f"VOC annotation not found for image {image_id!r}: {xml_path}"
+                )
             try:
                 tree = ET.parse(xml_path).getroot()
             except ET.ParseError as exc:
@@ -85,7 +118,9 @@ class VOCDataset(MultiLabelDataset):
             for obj in tree.iter("object"):
                 name = (obj.findtext("name") or "").strip()
                 if name not in column:
-                    raise ValueError(f"{xml_path}: unknown class name {name!r} (classes: {classes})")
+                    raise ValueError(
+                        f"{xml_path}: unknown class name {name!r} (classes: {classes})"
+                    )
                 difficult = (obj.findtext("difficult") or "0").strip() == "1"
                 j = column[name]
                 if not difficult:
@@ -93,7 +128,9 @@ class VOCDataset(MultiLabelDataset):
                 elif labels[r, j] == 0:
                     labels[r, j] = -1
         self.image_ids = ids
-        super().__init__(paths, labels, classes, transform, skip_bad_images, name=f"VOC {split_file}")
+        super().__init__(
+            paths, labels, classes, transform, skip_bad_images, name=f"VOC {split_file}"
+        )
 
     def _select(self, keep: list[int]) -> None:
         super()._select(keep)

@@ -1,21 +1,23 @@
-"""Write a :class:`~lcnet_fast.data.synthetic.SyntheticScenes` split as files in COCO, VOC or CSV form.
+"""Write a :class:`~lcnet_fast.data.synthetic.SyntheticScenes` split as files in COCO, VOC or CSV
+form.
 
 The point is realism: the same training code path (file reader, image decoding) can be exercised on
 the synthetic data, and each reader is tested by a round trip. Layouts under ``out``:
 
 * coco: ``images/<split>_<i>.<ext>``, ``annotations/instances_<split>.json`` (category ids 1..C in
-  class order, one annotation with a pixel ``bbox`` per drawn instance, ``iscrowd`` 0).
-  Read with ``CocoDataset(out/images, out/annotations/instances_<split>.json)``.
+  class order, one annotation with a pixel ``bbox`` per drawn instance, ``iscrowd`` 0). Read with
+  ``CocoDataset(out/images, out/annotations/instances_<split>.json)``.
 * voc: ``VOC2007/JPEGImages/<split>_<i>.<ext>``, ``VOC2007/Annotations/<split>_<i>.xml`` (the real
   file name in ``<filename>``), ``VOC2007/ImageSets/Main/<split>.txt`` and ``VOC2007/classes.txt``
-  (the synthetic class names, which VOCDataset reads instead of the 20 VOC names).
-  Read with ``VOCDataset(out, split)``.
+  (the synthetic class names, which VOCDataset reads instead of the 20 VOC names). Read with
+  ``VOCDataset(out, split)``.
 * csv: ``images/<split>_<i>.<ext>`` and ``<split>.csv`` in the one-hot layout (``image,<classes>``).
   Read with ``CSVDataset(out/<split>.csv, out/images)``.
 
 PNG is lossless (the reader returns the very same pixels); JPEG is written at quality 95 without
 chroma subsampling (4:4:4), so the tiny coloured objects keep their colour.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,9 +59,19 @@ def _write_coco(ds, out: str, ext: str) -> str:
             if obj.kind != "object":
                 continue
             x0, y0, x1, y1 = obj.box
-            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": obj.class_index + 1,
-                                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})
-    categories = [{"id": j + 1, "name": c, "supercategory": "synthetic"} for j, c in enumerate(ds.classes)]
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i + 1,
+                    "category_id": obj.class_index + 1,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": 0,
+                }
+            )
+    categories = [
+        {"id": j + 1, "name": c, "supercategory": "synthetic"} for j, c in enumerate(ds.classes)
+    ]
     path = os.path.join(out, "annotations", f"instances_{ds.split}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -86,10 +98,17 @@ def _write_voc(ds, out: str, ext: str) -> str:
             ET.SubElement(o, "difficult").text = "0"
             box = ET.SubElement(o, "bndbox")
             x0, y0, x1, y1 = obj.box
-            for tag, v in (("xmin", x0 + 1), ("ymin", y0 + 1), ("xmax", x1), ("ymax", y1)):  # VOC is 1-based
+            for tag, v in (
+                ("xmin", x0 + 1),
+                ("ymin", y0 + 1),
+                ("xmax", x1),
+                ("ymax", y1),
+            ):  # VOC is 1-based
                 ET.SubElement(box, tag).text = str(v)
         ET.ElementTree(ann).write(os.path.join(root, "Annotations", f"{ds.file_stem(i)}.xml"))
-    with open(os.path.join(root, "ImageSets", "Main", f"{ds.split}.txt"), "w", encoding="utf-8") as f:
+    with open(
+        os.path.join(root, "ImageSets", "Main", f"{ds.split}.txt"), "w", encoding="utf-8"
+    ) as f:
         f.writelines(f"{ds.file_stem(i)}\n" for i in range(len(ds)))
     with open(os.path.join(root, "classes.txt"), "w", encoding="utf-8") as f:
         f.writelines(f"{c}\n" for c in ds.classes)
@@ -101,7 +120,7 @@ def _write_csv(ds, out: str, ext: str) -> str:
     path = os.path.join(out, f"{ds.split}.csv")
     with open(path, "w", encoding="utf-8", newline="") as f:
         f.write(",".join(["image", *ds.classes]) + "\n")
-        for name, row in zip(names, ds.labels.tolist()):
+        for name, row in zip(names, ds.labels.tolist(), strict=True):
             f.write(",".join([name, *map(str, row)]) + "\n")
     return path
 
@@ -110,7 +129,8 @@ _WRITERS = {"coco": _write_coco, "voc": _write_voc, "csv": _write_csv}
 
 
 def write_dataset(ds, out: str, fmt: str, ext: str = "png") -> str:
-    """Write ``ds`` under ``out`` in format ``fmt`` ("coco", "voc", "csv"); return the annotation path."""
+    """Write ``ds`` under ``out`` in format ``fmt`` ("coco", "voc", "csv"); return the annotation
+    path."""
     if fmt not in _WRITERS:
         raise ValueError(f"format must be one of {sorted(_WRITERS)}, got {fmt!r}")
     if ext not in ("png", "jpg"):

@@ -1,4 +1,5 @@
 """one_hot, cooccurrence, cosine_similarity and load_word_vectors."""
+
 import numpy as np
 import pytest
 import torch
@@ -17,9 +18,9 @@ def test_cooccurrence_conditional_probability_with_ignored_labels():
     a = cooccurrence(labels)
     # P(1 | 0): class 0 present in rows 0,1,2; class 1 known in rows 0,1 -> 1/2 (row 2 is ignored)
     assert a[0, 1] == pytest.approx(1 / 2)
-    assert a[0, 2] == pytest.approx(1 / 3)        # rows 0,1,2 -> only row 2 has class 2
-    assert a[1, 0] == pytest.approx(1 / 2)        # class 1 present in rows 0,3
-    assert a[2, 1] == pytest.approx(1 / 1)        # class 2 present in rows 2,3; class 1 known only in 3
+    assert a[0, 2] == pytest.approx(1 / 3)  # rows 0,1,2 -> only row 2 has class 2
+    assert a[1, 0] == pytest.approx(1 / 2)  # class 1 present in rows 0,3
+    assert a[2, 1] == pytest.approx(1 / 1)  # class 2 present in rows 2,3; class 1 known only in 3
     assert torch.equal(torch.diagonal(a), torch.ones(3))
     never = cooccurrence(np.array([[0, 1], [0, 1]]))
     assert never.tolist() == [[1.0, 0.0], [0.0, 1.0]]
@@ -59,8 +60,13 @@ def test_npy_pt_npz_formats(tmp_path):
     np.save(tmp_path / "named.npy", arr)
     (tmp_path / "named.classes.txt").write_text("x\ny\n")
     assert load_word_vectors(str(tmp_path / "named.npy"), ["y", "x"]).tolist() == [[3, 4], [1, 2]]
-    torch.save({"hair drier": torch.tensor([1.0, 1.0]), "cat": torch.tensor([0.0, 2.0])}, tmp_path / "d.pt")
-    assert load_word_vectors(str(tmp_path / "d.pt"), ["cat", "hair_drier"]).tolist() == [[0, 2], [1, 1]]
+    torch.save(
+        {"hair drier": torch.tensor([1.0, 1.0]), "cat": torch.tensor([0.0, 2.0])}, tmp_path / "d.pt"
+    )
+    assert load_word_vectors(str(tmp_path / "d.pt"), ["cat", "hair_drier"]).tolist() == [
+        [0, 2],
+        [1, 1],
+    ]
     np.savez(tmp_path / "z.npz", cat=np.array([1.0, 0.0]))
     assert load_word_vectors(str(tmp_path / "z.npz"), ["cat"]).tolist() == [[1, 0]]
     (tmp_path / "v.pkl").write_bytes(b"\x80\x04")

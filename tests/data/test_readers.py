@@ -1,4 +1,5 @@
 """COCO / VOC / CSV / folder readers on hand-written annotation files, and their error messages."""
+
 import json
 import os
 
@@ -7,8 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from lcnet_fast.data import (VOC_CLASSES, CocoDataset, CSVDataset, FolderDataset, ImageLoadError,
-                             VOCDataset)
+from lcnet_fast.data import (
+    VOC_CLASSES,
+    CocoDataset,
+    CSVDataset,
+    FolderDataset,
+    ImageLoadError,
+    VOCDataset,
+)
 
 
 def _png(path, value=0, size=8):
@@ -18,10 +25,18 @@ def _png(path, value=0, size=8):
 
 # ---------------------------------------------------------------- COCO
 
+
 def _coco(tmp_path, annotations, categories=None):
-    cats = categories or [{"id": 1, "name": "person"}, {"id": 90, "name": "toothbrush"},
-                          {"id": 13, "name": "stop sign"}]
-    images = [{"id": 7, "file_name": "a.png"}, {"id": 3, "file_name": "b.png"}, {"id": 11, "file_name": "c.png"}]
+    cats = categories or [
+        {"id": 1, "name": "person"},
+        {"id": 90, "name": "toothbrush"},
+        {"id": 13, "name": "stop sign"},
+    ]
+    images = [
+        {"id": 7, "file_name": "a.png"},
+        {"id": 3, "file_name": "b.png"},
+        {"id": 11, "file_name": "c.png"},
+    ]
     for k, im in enumerate(images):
         _png(str(tmp_path / "img" / im["file_name"]), value=10 * k)
     path = tmp_path / "instances.json"
@@ -30,8 +45,12 @@ def _coco(tmp_path, annotations, categories=None):
 
 
 def test_coco_non_contiguous_ids_sorted_and_unannotated_images_kept(tmp_path):
-    anns = [{"id": 1, "image_id": 7, "category_id": 90}, {"id": 2, "image_id": 7, "category_id": 1},
-            {"id": 3, "image_id": 11, "category_id": 13}, {"id": 4, "image_id": 11, "category_id": 13}]
+    anns = [
+        {"id": 1, "image_id": 7, "category_id": 90},
+        {"id": 2, "image_id": 7, "category_id": 1},
+        {"id": 3, "image_id": 11, "category_id": 13},
+        {"id": 4, "image_id": 11, "category_id": 13},
+    ]
     ds = CocoDataset(*_coco(tmp_path, anns))
     assert ds.classes == ["person", "stop sign", "toothbrush"]  # ids 1, 13, 90
     assert ds.image_ids == [3, 7, 11]
@@ -60,15 +79,20 @@ def test_coco_bad_annotation_references(tmp_path):
 
 def test_coco_empty_dataset(tmp_path):
     path = tmp_path / "empty.json"
-    path.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "x"}]}))
+    path.write_text(
+        json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "x"}]})
+    )
     with pytest.raises(ValueError, match="contains no images"):
         CocoDataset(str(tmp_path), str(path))
 
 
 # ---------------------------------------------------------------- VOC
 
+
 def _voc_xml(objects, filename=None):
-    objs = "".join(f"<object><name>{n}</name><difficult>{int(d)}</difficult></object>" for n, d in objects)
+    objs = "".join(
+        f"<object><name>{n}</name><difficult>{int(d)}</difficult></object>" for n, d in objects
+    )
     fn = f"<filename>{filename}</filename>" if filename else ""
     return f"<annotation>{fn}{objs}</annotation>"
 
@@ -87,11 +111,14 @@ def _voc(tmp_path, items, split="trainval", classes_txt=None):
 
 
 def test_voc_difficult_only_is_ignored_and_both_roots_accepted(tmp_path):
-    parent, root = _voc(tmp_path, {
-        "000001": [("dog", False), ("person", True)],
-        "000002": [("person", True), ("person", False)],   # one non-difficult person -> 1
-        "000003": [],
-    })
+    parent, root = _voc(
+        tmp_path,
+        {
+            "000001": [("dog", False), ("person", True)],
+            "000002": [("person", True), ("person", False)],  # one non-difficult person -> 1
+            "000003": [],
+        },
+    )
     for r in (parent, root):
         ds = VOCDataset(str(r), "trainval")
         assert ds.classes == list(VOC_CLASSES) and len(ds.classes) == 20
@@ -117,13 +144,16 @@ def test_voc_unknown_name_empty_and_missing_split(tmp_path):
 
 
 def test_voc_classes_txt_overrides_standard_names(tmp_path):
-    parent, _ = _voc(tmp_path, {"a": [("blob", False)], "b": [("spot", True)]}, classes_txt=["spot", "blob"])
+    parent, _ = _voc(
+        tmp_path, {"a": [("blob", False)], "b": [("spot", True)]}, classes_txt=["spot", "blob"]
+    )
     ds = VOCDataset(str(parent), "trainval")
     assert ds.classes == ["spot", "blob"]
     assert ds.labels.tolist() == [[0, 1], [-1, 0]]
 
 
 # ---------------------------------------------------------------- CSV
+
 
 def _images(tmp_path, names):
     for k, n in enumerate(names):
@@ -145,7 +175,9 @@ def test_csv_onehot_layout_with_reordering_and_minus_one(tmp_path):
 def test_csv_columns_disagreeing_with_classes(tmp_path):
     img = _images(tmp_path, ["x.png"])
     (tmp_path / "a.csv").write_text("file,cat,dog\nx.png,1,0\n")
-    with pytest.raises(ValueError, match=r"missing columns \['bird'\], unexpected columns \['dog'\]"):
+    with pytest.raises(
+        ValueError, match=r"missing columns \['bird'\], unexpected columns \['dog'\]"
+    ):
         CSVDataset(str(tmp_path / "a.csv"), img, classes=["cat", "bird"])
     (tmp_path / "b.csv").write_text("file,cat,dog\nx.png,1,2\n")
     with pytest.raises(ValueError, match="line 2, column 'dog'"):
@@ -178,6 +210,7 @@ def test_csv_empty(tmp_path):
 
 # ---------------------------------------------------------------- folder
 
+
 def test_folder_dataset(tmp_path):
     _png(str(tmp_path / "f" / "b" / "1.png"))
     _png(str(tmp_path / "f" / "a" / "2.png"))
@@ -189,6 +222,7 @@ def test_folder_dataset(tmp_path):
 
 
 # ---------------------------------------------------------------- bad images
+
 
 def _bad_csv(tmp_path):
     img = _images(tmp_path, ["ok0.png", "ok3.png"])

@@ -1,4 +1,5 @@
 """Synthetic -> files (COCO / VOC / CSV) -> readers: the same classes, labels and (PNG) pixels."""
+
 import os
 
 import pytest
@@ -12,16 +13,35 @@ ARGS = dict(num_images=6, image_size=48, num_classes=10, seed=5)
 
 def _write(tmp_path, fmt, ext="png", split="train"):
     out = str(tmp_path / fmt)
-    rc = main(["--out", out, "--format", fmt, "--num-images", str(ARGS["num_images"]),
-               "--image-size", str(ARGS["image_size"]), "--num-classes", str(ARGS["num_classes"]),
-               "--seed", str(ARGS["seed"]), "--split", split, "--ext", ext])
+    rc = main(
+        [
+            "--out",
+            out,
+            "--format",
+            fmt,
+            "--num-images",
+            str(ARGS["num_images"]),
+            "--image-size",
+            str(ARGS["image_size"]),
+            "--num-classes",
+            str(ARGS["num_classes"]),
+            "--seed",
+            str(ARGS["seed"]),
+            "--split",
+            split,
+            "--ext",
+            ext,
+        ]
+    )
     assert rc == 0
     return out
 
 
 def _read(fmt, out, split="train"):
     if fmt == "coco":
-        return CocoDataset(os.path.join(out, "images"), os.path.join(out, "annotations", f"instances_{split}.json"))
+        return CocoDataset(
+            os.path.join(out, "images"), os.path.join(out, "annotations", f"instances_{split}.json")
+        )
     if fmt == "voc":
         return VOCDataset(out, split)
     return CSVDataset(os.path.join(out, f"{split}.csv"), os.path.join(out, "images"))

@@ -1,4 +1,6 @@
-"""SyntheticScenes: determinism, cheap labels, small objects really small, themes induce co-occurrence."""
+"""SyntheticScenes: determinism, cheap labels, small objects really small, themes induce
+co-occurrence."""
+
 import numpy as np
 import pytest
 import torch
@@ -41,13 +43,16 @@ def test_item_contract_and_names():
         ds[4]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(num_images=0), "empty split"),
-    (dict(num_classes=0), "num_classes"),
-    (dict(num_classes=len(CATALOGUE) + 1), "num_classes"),
-    (dict(split="training"), "split"),
-    (dict(image_size=16), "image_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(num_images=0), "empty split"),
+        (dict(num_classes=0), "num_classes"),
+        (dict(num_classes=len(CATALOGUE) + 1), "num_classes"),
+        (dict(split="training"), "split"),
+        (dict(image_size=16), "image_size"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     args = dict(num_images=4, image_size=64, num_classes=10, seed=0) | kwargs
     with pytest.raises(ValueError, match=match):
@@ -77,10 +82,17 @@ def test_tiny_classes_are_small_in_pixels():
             # measured area: pixels of the class colour inside its box
             colour = np.array(COLOURS[CATALOGUE[obj.class_index].colour])
             area = int((np.abs(img[y0:y1, x0:x1] - colour).sum(-1) == 0).sum())
-            assert 0 < area <= 0.0025 * size * size, area  # at most 0.25 % of the image (41 px of 16384)
+            assert 0 < area <= 0.0025 * size * size, (
+                area
+            )  # at most 0.25 % of the image (41 px of 16384)
             measured += 1
     assert measured >= 5
-    large = [o for i in range(10) for o in ds.objects(i) if o.kind == "object" and o.class_index not in tiny]
+    large = [
+        o
+        for i in range(10)
+        for o in ds.objects(i)
+        if o.kind == "object" and o.class_index not in tiny
+    ]
     assert min(o.box[2] - o.box[0] for o in large) >= 0.15 * size
 
 

@@ -1,4 +1,5 @@
 """build_transforms, Cutout and collate_multilabel."""
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +9,9 @@ from lcnet_fast.data import AugmentConfig, Cutout, build_transforms, collate_mul
 
 
 def _image(h=40, w=30):
-    return torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    return torch.randint(
+        0, 256, (3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
 
 
 def test_eval_pipeline_resizes_to_square_and_normalises():
@@ -32,7 +35,9 @@ def test_augmentation_switches():
     img = _image()
     off = build_transforms(True, 1, 32, augment=False)
     assert torch.equal(off(img), build_transforms(False, 1, 32)(img))
-    flip_only = build_transforms(True, 1, 32, augment={"hflip": 1.0, "randaugment": False, "cutout": False})
+    flip_only = build_transforms(
+        True, 1, 32, augment={"hflip": 1.0, "randaugment": False, "cutout": False}
+    )
     assert torch.allclose(flip_only(img), off(img).flip(-1))
     names = [type(s).__name__ for s in build_transforms(True, 1, 32).transforms]
     assert "RandAugment" in names and "Cutout" in names and "RandomHorizontalFlip" in names
@@ -48,13 +53,16 @@ def test_augmentation_switches():
 def test_cutout_fills_a_square():
     torch.manual_seed(0)
     out = Cutout(size=0.5, p=1.0, fill=-7.0)(torch.zeros(3, 20, 20))
-    holes = (out == -7.0)
+    holes = out == -7.0
     assert 0 < int(holes[0].sum()) <= 100 and torch.equal(holes[0], holes[1])
     assert torch.equal(Cutout(p=0.0)(torch.ones(3, 4, 4)), torch.ones(3, 4, 4))
 
 
 def test_collate_stacks_and_reports_mismatch():
-    batch = [(torch.zeros(3, 8, 8), torch.tensor([1.0, -1.0])), (torch.ones(3, 8, 8), torch.tensor([0.0, 1.0]))]
+    batch = [
+        (torch.zeros(3, 8, 8), torch.tensor([1.0, -1.0])),
+        (torch.ones(3, 8, 8), torch.tensor([0.0, 1.0])),
+    ]
     images, labels = collate_multilabel(batch)
     assert images.shape == (2, 3, 8, 8) and labels.tolist() == [[1.0, -1.0], [0.0, 1.0]]
     with pytest.raises(ValueError, match=r"image 1 has shape \(3, 9, 8\)"):
@@ -65,6 +73,7 @@ def test_collate_stacks_and_reports_mismatch():
 
 def test_dataloader_with_synthetic_and_transforms():
     from lcnet_fast.data import SyntheticScenes
+
     ds = SyntheticScenes(5, 64, 10, seed=0, transform=build_transforms(False, 2, 16))
     loader = torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=collate_multilabel)
     images, labels = next(iter(loader))
