@@ -1,0 +1,163 @@
+"""The inner loops: one training epoch (micro-batches, accumulation, clipping, EMA, NaN guard) and
+scoring a split for evaluation. No file I/O here; checkpoints are written by a callback.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from lcnet_fast.engine import seeding
+from lcnet_fast.engine.distributed import DistInfo, all_reduce_sum
+from lcnet_fast.engine.ema import ModelEMA
+from lcnet_fast.engine.progress import Progress
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss or gradient norm became NaN/inf; the message names the step."""
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> bf16 on CUDA, fp32 elsewhere (CPU bf16 autocast is slow on most CPUs)."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class Position:
+    """Where training stands; saved in every checkpoint.
+
+    epoch: completed epochs. batch: micro-batches done in the current epoch (0 at a boundary).
+    step: optimizer steps done in total. loss_sum / images / seconds: running totals of the current
+    epoch (so a mid-epoch resume reports the same epoch loss).
+    """
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    loss_sum: float = 0.0
+    images: int = 0
+    seconds: float = 0.0
+
+    def state(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TrainParts:
+    model: nn.Module            # what forward runs (DDP- and/or compile-wrapped)
+    raw_model: nn.Module        # the unwrapped module (EMA source, state_dict)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    ema: ModelEMA | None
+    device: torch.device
+    precision: str
+    dist: DistInfo
+    seed: int
+    accumulation_steps: int
+    grad_clip: float
+    loss_reduction: str
+    extra: dict = field(default_factory=dict)
+
+
+def steps_in_epoch(batches: int, accumulation_steps: int) -> int:
+    return math.ceil(batches / accumulation_steps)
+
+
+def _grad_norm(parts: TrainParts) -> torch.Tensor:
+    params = [p for p in parts.raw_model.parameters() if p.grad is not None]
+    if parts.grad_clip > 0:
+        return torch.nn.utils.clip_grad_norm_(params, parts.grad_clip)
+    return torch.nn.utils.get_total_norm([p.grad for p in params])
+
+
+def train_epoch(parts: TrainParts, loader, batches_per_epoch: int, position: Position, epochs: int,
+                progress: Progress, log_every: int, on_step: Callable[[Position], None]) -> Position:
+    """Run the rest of epoch `position.epoch` (from micro-batch `position.batch`).
+
+    Dropout is seeded per micro-batch from (seed, epoch, batch, rank): nothing about the RNG has to be
+    carried across a resume. An optimizer step happens every `accumulation_steps` micro-batches and at
+    the end of the epoch. `on_step(position)` runs after every optimizer step (checkpoint callback).
+    """
+    parts.model.train()
+    accum = parts.accumulation_steps
+    total_steps = steps_in_epoch(batches_per_epoch, accum)
+    world = parts.dist.world_size
+    progress.reset(position.images)
+    for images, targets in loader:
+        batch_index = position.batch
+        group_start = batch_index - batch_index % accum
+        group_size = min(accum, batches_per_epoch - group_start)
+        last_of_group = batch_index - group_start == group_size - 1
+        seeding.seed_step(parts.seed, position.epoch, batch_index, parts.dist.rank)
+        images = images.to(parts.device, non_blocking=True)
+        targets = targets.to(parts.device, non_blocking=True)
+        sync = contextlib.nullcontext()
+        if not last_of_group and hasattr(parts.model, "no_sync"):
+            sync = parts.model.no_sync()  # DDP: all-reduce gradients once per optimizer step
+        with sync:
+            with autocast(parts.device, parts.precision):
+                logits = parts.model(images)
+            loss = parts.criterion(logits.float(), targets)
+            # every rank checks the SAME summed value, so all ranks stop together (no hang)
+            summed = all_reduce_sum(loss.detach().float().reshape(1), parts.dist).item()
+            if not math.isfinite(summed):
+                raise NonFiniteLossError(
+                    f"training loss is {summed} at step {position.step + 1} (epoch {position.epoch + 1}, "
+                    f"batch {batch_index + 1}); training stopped, the last saved checkpoint is kept as it was")
+            scaled = loss / group_size if parts.loss_reduction == "mean" else loss
+            scaled.backward()
+        position.batch += 1
+        position.loss_sum += summed
+        position.images += images.shape[0] * world
+        if not last_of_group:
+            continue
+        norm = _grad_norm(parts)
+        if not torch.isfinite(norm):
+            raise NonFiniteLossError(
+                f"gradient norm is {norm.item()} at step {position.step + 1} (epoch {position.epoch + 1}); "
+                f"training stopped, the last saved checkpoint is kept as it was")
+        parts.optimizer.step()
+        parts.optimizer.zero_grad(set_to_none=True)
+        parts.scheduler.step()
+        if parts.ema is not None:
+            parts.ema.update(parts.raw_model)
+        position.step += 1
+        step_in_epoch = math.ceil(position.batch / accum)
+        if log_every > 0 and (step_in_epoch % log_every == 0 or step_in_epoch == total_steps):
+            progress.step(position.epoch + 1, epochs, step_in_epoch, total_steps,
+                          position.loss_sum / max(position.images, 1), parts.scheduler.get_last_lr()[0],
+                          position.images)
+        on_step(position)
+    return position
+
+
+@torch.no_grad()
+def score_split(module: nn.Module, loader, indices: list[int], device: torch.device,
+                precision: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices, sigmoid scores (n, C) float64, targets (n, C)) of one rank's shard, in loader order."""
+    was_training = module.training
+    module.eval()
+    scores, targets = [], []
+    for images, labels in loader:
+        with autocast(device, precision):
+            logits = module(images.to(device, non_blocking=True))
+        scores.append(torch.sigmoid(logits.float()).cpu().double().numpy())
+        targets.append(labels.double().numpy())
+    module.train(was_training)
+    num_classes = getattr(module, "num_classes", 0)
+    if not scores:  # a rank with an empty shard (split smaller than the world size)
+        return np.zeros(0, np.int64), np.zeros((0, num_classes)), np.zeros((0, num_classes))
+    return np.asarray(indices, np.int64), np.concatenate(scores), np.concatenate(targets)
