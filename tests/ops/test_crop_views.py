@@ -261,6 +261,18 @@ def test_triton_interpreter_non_contiguous_and_opcheck(use_backend):
                           test_utils=("test_schema", "test_faketensor"))
 
 
+@needs_interp
+def test_triton_interpreter_compile_fullgraph(use_backend):
+    """Dynamo traces the Triton path (lazy import included) without graph breaks. backend
+    "eager": AOT tracing of a triton_op runs the interpreter on fake tensors, which fails
+    (interpreter-only; the GPU test compiles with inductor)."""
+    use_backend("triton")
+    images = make_images(1, 2, 3)
+    f = torch.compile(lambda x: crop_views(x, 2, 3, MEAN, STD, channels_last=True) * 2,
+                      fullgraph=True, backend="eager")
+    check_against_reference(f(images) / 2, images, 2, 3, channels_last=True)
+
+
 # --- GPU (run by benchmarks/gpu_check.sh) ----------------------------------------------------
 
 @gpu
