@@ -35,8 +35,8 @@ def load_extension():
         from lcnet_fast import _C
     except ImportError as e:  # not built, or built against an incompatible torch
         return None, f"lcnet_fast._C not built: {e}"
-    except OSError as e:  # a shared library it needs is missing
-        return None, f"lcnet_fast._C failed to load: {e}"
+    except Exception as e:  # a missing shared library (OSError), a registration clash, ...
+        return None, f"lcnet_fast._C failed to load: {type(e).__name__}: {e}"
     return _C, None
 
 

@@ -111,7 +111,7 @@ def crop_views_reference(images: torch.Tensor, level: int, size: int, mean: torc
     return v
 
 
-if _backend.load_extension()[0] is not None:
+if _backend.load_extension()[0] is not None and hasattr(torch.ops.lcnet_fast, OP):
 
     @torch.library.register_fake("lcnet_fast::crop_views")
     def _crop_views_fake(images, level, size, mean, std, out_dtype, channels_last):
