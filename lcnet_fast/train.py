@@ -193,7 +193,10 @@ class Run:
         self.forward_model = model
         if self.dist.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+            # find_unused_parameters: the last LLCD layer's KV_img/KV_graph branch (mha3, mha4, norm_int5,
+            # norm_int6) feeds nothing -- only Q_lbl reaches the head -- so those weights get no gradient
+            self.forward_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
+                                                                           find_unused_parameters=True)
         if cfg.train.compile:
             self.forward_model = torch.compile(self.forward_model)
         self.parts = TrainParts(
@@ -304,7 +307,7 @@ class Run:
             seconds = time.perf_counter() - start
             row = {"epoch": epoch + 1, "steps": self.position.step,
                    "train_loss": f"{self.position.loss_sum / max(self.position.images, 1):.6f}",
-                   "lr": f"{self.scheduler.get_last_lr()[0]:.3e}",
+                   "lr": f"{self.position.lr:.3e}",
                    "images_per_s": f"{self.position.images / max(seconds, 1e-9):.2f}",
                    "epoch_seconds": f"{seconds:.2f}"}
             last_epoch = epoch + 1 == cfg.train.epochs

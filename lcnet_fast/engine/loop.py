@@ -49,6 +49,7 @@ class Position:
     loss_sum: float = 0.0
     images: int = 0
     seconds: float = 0.0
+    lr: float = 0.0  # learning rate of the latest optimizer step (for logs)
 
     def state(self) -> dict:
         return dict(self.__dict__)
@@ -129,6 +130,7 @@ def train_epoch(parts: TrainParts, loader, batches_per_epoch: int, position: Pos
             raise NonFiniteLossError(
                 f"gradient norm is {norm.item()} at step {position.step + 1} (epoch {position.epoch + 1}); "
                 f"training stopped, the last saved checkpoint is kept as it was")
+        position.lr = parts.optimizer.param_groups[0]["lr"]
         parts.optimizer.step()
         parts.optimizer.zero_grad(set_to_none=True)
         parts.scheduler.step()
@@ -138,7 +140,7 @@ def train_epoch(parts: TrainParts, loader, batches_per_epoch: int, position: Pos
         step_in_epoch = math.ceil(position.batch / accum)
         if log_every > 0 and (step_in_epoch % log_every == 0 or step_in_epoch == total_steps):
             progress.step(position.epoch + 1, epochs, step_in_epoch, total_steps,
-                          position.loss_sum / max(position.images, 1), parts.scheduler.get_last_lr()[0],
+                          position.loss_sum / max(position.images, 1), position.lr,
                           position.images)
         on_step(position)
     return position
