@@ -1,0 +1,441 @@
+// CPU kernels for lcnet_fast::dropout_add_layer_norm and its backward.
+//
+//   h = x * keep * scale + residual        (keep: the 0/1 dropout mask, scale = 1/(1-p))
+//   y = (h - mean(h)) * rstd * weight + bias,   rstd = 1/sqrt(var(h) + eps), over the last dim
+//
+// Design trade-off: one work item = one row of D elements. The row's h is built once in
+// fp32 in a small per-task scratch buffer (D floats, stays in L1/L2 for the decoder's
+// D = 768), so the forward reads x, residual and the 1-byte mask exactly once and writes y
+// once, plus one fp32 mean and rstd per row; the mean/variance use two passes over that
+// buffer (no E[h^2]-E[h]^2 cancellation). Backward recomputes h from x, residual and the
+// mask instead of saving it: that costs re-reading two inputs (autograd keeps them alive
+// anyway) and saves a rows x D write in the forward and the memory to hold it.
+// The dropout mask is not generated here: the Python wrapper draws it with torch's RNG
+// (Tensor.bernoulli_ on the caller's generator), so every backend sees the same mask and
+// is bit-comparable to the reference, at the price of one extra read of a 1-byte mask.
+// weight/bias gradients: rows are cut into at most 64 fixed blocks (the cut depends only
+// on the shape, not on the thread count, so results are deterministic); each block sums
+// its rows into its own fp32 partial row, and a final pass adds the partials in block
+// order. Inputs are fp32, fp16 or bf16 (weight/bias: the input dtype or fp32); all
+// arithmetic is fp32. Rows run on torch's intra-op pool (torch::stable::parallel_for).
+#include <torch/csrc/stable/library.h>
+#include <torch/csrc/stable/ops.h>
+#include <torch/csrc/stable/tensor.h>
+#include <torch/headeronly/util/BFloat16.h>
+#include <torch/headeronly/util/Half.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+namespace lcnet_fast {
+namespace {
+
+using torch::headeronly::ScalarType;
+using torch::stable::Tensor;
+using Half = torch::headeronly::Half;
+using BFloat16 = torch::headeronly::BFloat16;
+
+constexpr int kLanes = 16; // independent accumulators: lets the compiler vectorise sums
+
+const char* dtype_name(ScalarType t) {
+  return torch::headeronly::toString(t);
+}
+
+bool is_float_type(ScalarType t) {
+  return t == ScalarType::Float || t == ScalarType::Half || t == ScalarType::BFloat16;
+}
+
+std::vector<int64_t> shape_of(const Tensor& t) {
+  std::vector<int64_t> s(static_cast<size_t>(t.dim()));
+  for (int64_t i = 0; i < t.dim(); ++i) {
+    s[static_cast<size_t>(i)] = t.size(i);
+  }
+  return s;
+}
+
+std::string shape_str(const Tensor& t) {
+  std::string s = "(";
+  for (int64_t i = 0; i < t.dim(); ++i) {
+    s += std::to_string(t.size(i));
+    if (i + 1 < t.dim() || t.dim() == 1) {
+      s += ", ";
+    }
+  }
+  while (!s.empty() && s.back() == ' ') {
+    s.pop_back();
+  }
+  return s + ")";
+}
+
+bool same_shape(const Tensor& a, const Tensor& b) {
+  return shape_of(a) == shape_of(b);
+}
+
+// Checks shared by forward and backward; returns D (the normalised size).
+int64_t check_common(
+    const char* fn,
+    const Tensor& x,
+    const Tensor& residual,
+    const Tensor& weight,
+    const std::optional<Tensor>& mask) {
+  STD_TORCH_CHECK(
+      x.is_cpu() && residual.is_cpu() && weight.is_cpu() && (!mask || mask->is_cpu()),
+      fn, " (CPU kernel): all tensors must be CPU tensors");
+  STD_TORCH_CHECK(
+      is_float_type(x.scalar_type()), fn, ": x must be float32, float16 or bfloat16, got ",
+      dtype_name(x.scalar_type()));
+  STD_TORCH_CHECK(x.dim() >= 1, fn, ": x must have at least one dimension (..., D)");
+  const int64_t d = x.size(x.dim() - 1);
+  STD_TORCH_CHECK(d >= 1, fn, ": x last dim D must be >= 1, got shape ", shape_str(x));
+  STD_TORCH_CHECK(
+      residual.scalar_type() == x.scalar_type(), fn, ": residual dtype ",
+      dtype_name(residual.scalar_type()), " must equal x dtype ", dtype_name(x.scalar_type()));
+  STD_TORCH_CHECK(
+      same_shape(residual, x), fn, ": residual shape ", shape_str(residual),
+      " must equal x shape ", shape_str(x));
+  STD_TORCH_CHECK(
+      weight.dim() == 1 && weight.size(0) == d, fn, ": weight must have shape (", d,
+      ",), got ", shape_str(weight));
+  STD_TORCH_CHECK(
+      weight.scalar_type() == x.scalar_type() || weight.scalar_type() == ScalarType::Float,
+      fn, ": weight dtype must be x dtype or float32, got ", dtype_name(weight.scalar_type()));
+  if (mask) {
+    STD_TORCH_CHECK(
+        mask->scalar_type() == ScalarType::Bool || mask->scalar_type() == ScalarType::Byte,
+        fn, ": mask must be bool or uint8, got ", dtype_name(mask->scalar_type()));
+    STD_TORCH_CHECK(
+        same_shape(*mask, x), fn, ": mask shape ", shape_str(*mask), " must equal x shape ",
+        shape_str(x));
+  }
+  return d;
+}
+
+template <typename T>
+inline float ld(const T* p, int64_t i) {
+  return static_cast<float>(p[i]);
+}
+
+template <typename T>
+inline void st(T* p, int64_t i, float v) {
+  p[i] = static_cast<T>(v);
+}
+
+// weight/bias (D,) of the input dtype or fp32 -> fp32 copy (D is small; done once per call)
+std::vector<float> to_float_vec(const Tensor& t) {
+  Tensor c = torch::stable::contiguous(t);
+  const int64_t n = c.numel();
+  std::vector<float> v(static_cast<size_t>(n));
+  const void* p = c.data_ptr();
+  switch (c.scalar_type()) {
+    case ScalarType::Float:
+      std::copy_n(static_cast<const float*>(p), n, v.begin());
+      break;
+    case ScalarType::Half:
+      for (int64_t i = 0; i < n; ++i) v[i] = ld(static_cast<const Half*>(p), i);
+      break;
+    default:
+      for (int64_t i = 0; i < n; ++i) v[i] = ld(static_cast<const BFloat16*>(p), i);
+      break;
+  }
+  return v;
+}
+
+// Row sum with kLanes independent accumulators (vectorisable without -ffast-math).
+inline float row_sum(const float* a, int64_t n) {
+  std::array<float, kLanes> acc{};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) acc[l] += a[j + l];
+  }
+  float s = 0.0f;
+  for (; j < n; ++j) s += a[j];
+  for (int l = 0; l < kLanes; ++l) s += acc[l];
+  return s;
+}
+
+// h[j] = x[j] * keep[j] * scale + r[j] in fp32 (keep == nullptr: no dropout)
+template <typename T>
+inline void build_h(
+    const T* xr, const T* rr, const uint8_t* keep, float scale, float* h, int64_t d) {
+  if (keep != nullptr) {
+    for (int64_t j = 0; j < d; ++j) {
+      h[j] = ld(xr, j) * (static_cast<float>(keep[j]) * scale) + ld(rr, j);
+    }
+  } else {
+    for (int64_t j = 0; j < d; ++j) h[j] = ld(xr, j) + ld(rr, j);
+  }
+}
+
+// x, residual: T (rows, D) contiguous;  keep: uint8 (rows, D) or nullptr
+// w, b: float (D,);  y: T (rows, D);  mean, rstd: float (rows,)
+template <typename T>
+void forward_kernel(
+    const T* x, const T* res, const uint8_t* keep, const float* w, const float* b, T* y,
+    float* mean, float* rstd, float scale, float eps, int64_t rows, int64_t d) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / d);
+  torch::stable::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    std::vector<float> buf(static_cast<size_t>(d));
+    float* h = buf.data();
+    const float inv_d = 1.0f / static_cast<float>(d);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t off = r * d;
+      build_h(x + off, res + off, keep ? keep + off : nullptr, scale, h, d);
+      const float mu = row_sum(h, d) * inv_d;
+      std::array<float, kLanes> acc{};
+      int64_t j = 0;
+      for (; j + kLanes <= d; j += kLanes) {
+        for (int l = 0; l < kLanes; ++l) {
+          const float c = h[j + l] - mu;
+          acc[l] += c * c;
+        }
+      }
+      float var = 0.0f;
+      for (; j < d; ++j) var += (h[j] - mu) * (h[j] - mu);
+      for (int l = 0; l < kLanes; ++l) var += acc[l];
+      const float rs = 1.0f / std::sqrt(var * inv_d + eps);
+      T* yr = y + off;
+      for (j = 0; j < d; ++j) st(yr, j, (h[j] - mu) * rs * w[j] + b[j]);
+      mean[r] = mu;
+      rstd[r] = rs;
+    }
+  });
+}
+
+// dy, x, residual: T (rows, D) contiguous;  keep: uint8 (rows, D) or nullptr
+// w: float (D,);  mean, rstd: float (rows,)
+// dx: T (rows, D) or nullptr (no mask: dx == dres);  dres: T (rows, D)
+// partial: float (blocks, 2, D) per-block dweight (row 0) and dbias (row 1) sums
+template <typename T>
+void backward_kernel(
+    const T* dy, const T* x, const T* res, const uint8_t* keep, const float* w,
+    const float* mean, const float* rstd, T* dx, T* dres, float* partial, int64_t blocks,
+    float scale, int64_t rows, int64_t d) {
+  const int64_t rows_per_block = (rows + blocks - 1) / blocks;
+  torch::stable::parallel_for(0, blocks, 1, [&](int64_t bbeg, int64_t bend) {
+    std::vector<float> buf(static_cast<size_t>(2 * d));
+    float* xhat = buf.data();
+    float* g = buf.data() + d;
+    const float inv_d = 1.0f / static_cast<float>(d);
+    for (int64_t blk = bbeg; blk < bend; ++blk) {
+      float* dw = partial + blk * 2 * d;
+      float* db = dw + d;
+      std::fill(dw, dw + 2 * d, 0.0f);
+      const int64_t r0 = blk * rows_per_block;
+      const int64_t r1 = std::min(rows, r0 + rows_per_block);
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t off = r * d;
+        const uint8_t* kr = keep ? keep + off : nullptr;
+        build_h(x + off, res + off, kr, scale, xhat, d);
+        const float mu = mean[r], rs = rstd[r];
+        const T* dyr = dy + off;
+        std::array<float, kLanes> acc_a{}, acc_c{};
+        int64_t j = 0;
+        for (; j + kLanes <= d; j += kLanes) {
+          for (int l = 0; l < kLanes; ++l) {
+            const int64_t k = j + l;
+            const float gy = ld(dyr, k);
+            const float xh = (xhat[k] - mu) * rs;
+            xhat[k] = xh;
+            g[k] = gy * w[k];
+            dw[k] += gy * xh;
+            db[k] += gy;
+            acc_a[l] += g[k] * xh;
+            acc_c[l] += g[k];
+          }
+        }
+        float a = 0.0f, c = 0.0f;
+        for (; j < d; ++j) {
+          const float gy = ld(dyr, j);
+          const float xh = (xhat[j] - mu) * rs;
+          xhat[j] = xh;
+          g[j] = gy * w[j];
+          dw[j] += gy * xh;
+          db[j] += gy;
+          a += g[j] * xh;
+          c += g[j];
+        }
+        for (int l = 0; l < kLanes; ++l) {
+          a += acc_a[l];
+          c += acc_c[l];
+        }
+        a *= inv_d;
+        c *= inv_d;
+        T* dresr = dres + off;
+        if (dx != nullptr) {
+          T* dxr = dx + off;
+          for (j = 0; j < d; ++j) {
+            const float dh = (g[j] - xhat[j] * a - c) * rs;
+            st(dresr, j, dh);
+            st(dxr, j, dh * (static_cast<float>(kr[j]) * scale));
+          }
+        } else {
+          for (j = 0; j < d; ++j) st(dresr, j, (g[j] - xhat[j] * a - c) * rs);
+        }
+      }
+    }
+  });
+}
+
+template <typename W>
+void reduce_partials(const float* partial, int64_t blocks, int64_t d, W* dw, W* db) {
+  for (int64_t j = 0; j < d; ++j) {
+    float sw = 0.0f, sb = 0.0f;
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      sw += partial[blk * 2 * d + j];
+      sb += partial[blk * 2 * d + d + j];
+    }
+    st(dw, j, sw);
+    st(db, j, sb);
+  }
+}
+
+std::vector<int64_t> row_shape(const Tensor& x) {
+  std::vector<int64_t> s = shape_of(x);
+  s.pop_back();
+  return s;
+}
+
+// Returns (y (x.shape, x dtype), mean (x.shape[:-1], fp32), rstd (x.shape[:-1], fp32)).
+std::tuple<Tensor, Tensor, Tensor> dropout_add_layer_norm_cpu(
+    const Tensor& x,
+    const Tensor& residual,
+    const Tensor& weight,
+    const Tensor& bias,
+    const std::optional<Tensor>& mask,
+    double scale,
+    double eps) {
+  const char* fn = "dropout_add_layer_norm";
+  const int64_t d = check_common(fn, x, residual, weight, mask);
+  STD_TORCH_CHECK(bias.is_cpu(), fn, " (CPU kernel): bias must be a CPU tensor");
+  STD_TORCH_CHECK(
+      bias.dim() == 1 && bias.size(0) == d, fn, ": bias must have shape (", d, ",), got ",
+      shape_str(bias));
+  STD_TORCH_CHECK(
+      bias.scalar_type() == weight.scalar_type(), fn, ": bias dtype ",
+      dtype_name(bias.scalar_type()), " must equal weight dtype ",
+      dtype_name(weight.scalar_type()));
+  STD_TORCH_CHECK(eps >= 0.0, fn, ": eps must be >= 0, got ", eps);
+  STD_TORCH_CHECK(scale >= 0.0 && std::isfinite(scale), fn, ": scale must be finite, >= 0");
+  const int64_t rows = x.numel() / d;
+  const ScalarType dt = x.scalar_type();
+  Tensor y = torch::stable::new_empty(x, shape_of(x), dt);
+  std::vector<int64_t> rs = row_shape(x);
+  Tensor mean = torch::stable::new_empty(x, rs, ScalarType::Float);
+  Tensor rstd = torch::stable::new_empty(x, rs, ScalarType::Float);
+  if (rows == 0) {
+    return {y, mean, rstd};
+  }
+  Tensor xc = torch::stable::contiguous(x);
+  Tensor rc = torch::stable::contiguous(residual);
+  std::optional<Tensor> mc;
+  if (mask) mc = torch::stable::contiguous(*mask);
+  const uint8_t* keep = mc ? static_cast<const uint8_t*>(mc->data_ptr()) : nullptr;
+  std::vector<float> w = to_float_vec(weight), b = to_float_vec(bias);
+  float* mp = static_cast<float*>(mean.data_ptr());
+  float* rp = static_cast<float*>(rstd.data_ptr());
+  const float sc = static_cast<float>(scale), ep = static_cast<float>(eps);
+#define LCNET_DALN_FWD(T)                                                                     \
+  forward_kernel<T>(static_cast<const T*>(xc.data_ptr()), static_cast<const T*>(rc.data_ptr()), \
+                    keep, w.data(), b.data(), static_cast<T*>(y.data_ptr()), mp, rp, sc, ep,  \
+                    rows, d)
+  switch (dt) {
+    case ScalarType::Float: LCNET_DALN_FWD(float); break;
+    case ScalarType::Half: LCNET_DALN_FWD(Half); break;
+    default: LCNET_DALN_FWD(BFloat16); break;
+  }
+#undef LCNET_DALN_FWD
+  return {y, mean, rstd};
+}
+
+// Returns (grad_x, grad_residual, grad_weight, grad_bias); grad_x has shape (0,) when
+// mask is None (then grad_x == grad_residual and the caller reuses it).
+std::tuple<Tensor, Tensor, Tensor, Tensor> dropout_add_layer_norm_backward_cpu(
+    const Tensor& grad_out,
+    const Tensor& x,
+    const Tensor& residual,
+    const Tensor& weight,
+    const std::optional<Tensor>& mask,
+    const Tensor& mean,
+    const Tensor& rstd,
+    double scale) {
+  const char* fn = "dropout_add_layer_norm_backward";
+  const int64_t d = check_common(fn, x, residual, weight, mask);
+  STD_TORCH_CHECK(
+      grad_out.is_cpu() && mean.is_cpu() && rstd.is_cpu(), fn,
+      " (CPU kernel): all tensors must be CPU tensors");
+  STD_TORCH_CHECK(
+      same_shape(grad_out, x) && grad_out.scalar_type() == x.scalar_type(), fn,
+      ": grad_out must match x (shape ", shape_str(x), ", dtype ", dtype_name(x.scalar_type()),
+      "), got shape ", shape_str(grad_out), " dtype ", dtype_name(grad_out.scalar_type()));
+  const int64_t rows = x.numel() / d;
+  for (const Tensor* t : {&mean, &rstd}) {
+    STD_TORCH_CHECK(
+        t->scalar_type() == ScalarType::Float && t->numel() == rows, fn,
+        ": mean and rstd must be float32 with one value per row (", rows, "), got ",
+        dtype_name(t->scalar_type()), " shape ", shape_str(*t));
+  }
+  const ScalarType dt = x.scalar_type();
+  Tensor dres = torch::stable::new_empty(x, shape_of(x), dt);
+  Tensor dx = mask ? torch::stable::new_empty(x, shape_of(x), dt)
+                   : torch::stable::new_empty(x, std::vector<int64_t>{0}, dt);
+  Tensor dw = torch::stable::new_empty(weight, std::vector<int64_t>{d});
+  Tensor db = torch::stable::new_empty(weight, std::vector<int64_t>{d});
+  const int64_t blocks =
+      std::max<int64_t>(1, std::min<int64_t>({rows, 64, (rows * d + 16383) / 16384}));
+  std::vector<float> partial(static_cast<size_t>(blocks * 2 * d), 0.0f);
+  if (rows > 0) {
+    Tensor gc = torch::stable::contiguous(grad_out);
+    Tensor xc = torch::stable::contiguous(x);
+    Tensor rc = torch::stable::contiguous(residual);
+    Tensor mnc = torch::stable::contiguous(mean);
+    Tensor rsc = torch::stable::contiguous(rstd);
+    std::optional<Tensor> mc;
+    if (mask) mc = torch::stable::contiguous(*mask);
+    const uint8_t* keep = mc ? static_cast<const uint8_t*>(mc->data_ptr()) : nullptr;
+    std::vector<float> w = to_float_vec(weight);
+    const float* mp = static_cast<const float*>(mnc.data_ptr());
+    const float* rp = static_cast<const float*>(rsc.data_ptr());
+    const float sc = static_cast<float>(scale);
+#define LCNET_DALN_BWD(T)                                                                    \
+  backward_kernel<T>(static_cast<const T*>(gc.data_ptr()),                                   \
+                     static_cast<const T*>(xc.data_ptr()),                                   \
+                     static_cast<const T*>(rc.data_ptr()), keep, w.data(), mp, rp,           \
+                     mask ? static_cast<T*>(dx.data_ptr()) : nullptr,                        \
+                     static_cast<T*>(dres.data_ptr()), partial.data(), blocks, sc, rows, d)
+    switch (dt) {
+      case ScalarType::Float: LCNET_DALN_BWD(float); break;
+      case ScalarType::Half: LCNET_DALN_BWD(Half); break;
+      default: LCNET_DALN_BWD(BFloat16); break;
+    }
+#undef LCNET_DALN_BWD
+  }
+  switch (weight.scalar_type()) {
+    case ScalarType::Float:
+      reduce_partials(partial.data(), blocks, d, static_cast<float*>(dw.data_ptr()),
+                      static_cast<float*>(db.data_ptr()));
+      break;
+    case ScalarType::Half:
+      reduce_partials(partial.data(), blocks, d, static_cast<Half*>(dw.data_ptr()),
+                      static_cast<Half*>(db.data_ptr()));
+      break;
+    default:
+      reduce_partials(partial.data(), blocks, d, static_cast<BFloat16*>(dw.data_ptr()),
+                      static_cast<BFloat16*>(db.data_ptr()));
+      break;
+  }
+  return {dx, dres, dw, db};
+}
+
+} // namespace
+
+STABLE_TORCH_LIBRARY_IMPL(lcnet_fast, CPU, m) {
+  m.impl("dropout_add_layer_norm", TORCH_BOX(&dropout_add_layer_norm_cpu));
+  m.impl("dropout_add_layer_norm_backward", TORCH_BOX(&dropout_add_layer_norm_backward_cpu));
+}
+
+} // namespace lcnet_fast
