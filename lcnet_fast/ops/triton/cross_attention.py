@@ -1,0 +1,459 @@
+"""Triton kernels for cross_attention, registered as lcnet_fast::cross_attention (forward:
+out and per-row logsumexp) and lcnet_fast::cross_attention_backward (dq, dk, dv).
+
+Design trade-off. FlashAttention-2 scheme: a forward program owns BLOCK_M query rows of one
+(batch, head) and streams the keys in BLOCK_N blocks with an online softmax (running max and
+sum in fp32, exp2 with the scale folded into log2 units), so the Nq x Nk matrix never exists;
+it saves lse = logsumexp of each row's scores for the backward. LLCD's label queries are short
+(Nq = 20..80): with B*H small (single-image inference) the plain grid has only a few programs,
+so a split-KV forward spreads each query block's keys over several programs, each writing an
+fp32 partial (out, lse), and a combine kernel merges them (extra traffic B*H*S*Nq*(Dh+1) floats,
+tiny next to reading K and V). The split choice is choose_num_kv_splits in
+lcnet_fast/ops/cross_attention.py.
+
+Backward: delta = rowsum(dO * O) first (one small kernel), then one kernel over KV blocks that
+accumulates dk and dv in registers while looping over all query blocks, and a SEPARATE dq
+kernel over query blocks that loops over all KV blocks (recomputing q k^T). The alternative,
+atomically adding dq from the KV-block programs, is worst exactly on this op's main shape:
+with Nq = 80 and Nk = 1960 all ~31 KV programs of a head add into the same 80 x Dh rows
+(heavy atomic contention), the fp32 dq buffer needs an extra cast pass, and the result is
+not deterministic. The recompute costs one extra Nq x Nk x Dh matmul per head, which is small
+for these short query sides, and keeps the gradients bit-reproducible.
+
+Dh is padded to a power of two >= 16 (tl.dot's minimum) with masks, so Dh = 24, 48, 96 work;
+Nq and Nk are masked. fp32 dots use IEEE precision (never TF32) so fp32 matches PyTorch's
+fp32; fp16/bf16 inputs go to tensor cores with fp32 accumulation, and the probabilities (and
+dS) are rounded to the input dtype before their second dot, as in FlashAttention.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch.library import triton_op, wrap_triton
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _fwd_kernel(
+    q_ptr,  # (B, H, Nq, Dh), strides sq_*
+    k_ptr,  # (B, H, Nk, Dh), strides sk_*
+    v_ptr,  # (B, H, Nk, Dh), strides sv_*
+    o_ptr,  # (B, H, S, Nq, Dh): the output (S = 1, so_s = 0) or fp32 split partials
+    lse_ptr,  # fp32 (B, H, S, Nq): natural-log logsumexp of each row's scaled scores
+    sq_b, sq_h, sq_m, sq_d,
+    sk_b, sk_h, sk_n, sk_d,
+    sv_b, sv_h, sv_n, sv_d,
+    so_b, so_h, so_s, so_m, so_d,
+    sl_b, sl_h, sl_s, sl_m,
+    H, NQ, NK, DH,  # ints: heads, query rows, keys, head dim
+    KV_PER_SPLIT,  # int: keys per split, a multiple of BLOCK_N (>= NK when S = 1)
+    qk_scale,  # float: scale * log2(e)
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,  # next power of two >= max(DH, 16)
+    PRECISION: tl.constexpr,  # tl.dot input_precision: "ieee" for fp32
+):
+    # grid: (B * H, cdiv(Nq, BLOCK_M), S)
+    bh = tl.program_id(0)
+    pid_m = tl.program_id(1)
+    split = tl.program_id(2)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    m_mask = offs_m < NQ
+    d_mask = offs_d < DH
+    q = tl.load(q_ptr + b * sq_b + h * sq_h + offs_m[:, None] * sq_m + offs_d[None, :] * sq_d,
+                mask=m_mask[:, None] & d_mask[None, :], other=0.0)  # (BLOCK_M, BLOCK_D)
+    k_base = k_ptr + b * sk_b + h * sk_h
+    v_base = v_ptr + b * sv_b + h * sv_h
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    start = split * KV_PER_SPLIT
+    end = tl.minimum(start + KV_PER_SPLIT, NK)  # every launched split has >= 1 key
+    for n0 in range(start, end, BLOCK_N):
+        n = n0 + offs_n
+        n_mask = n < end
+        kt = tl.load(k_base + n[None, :] * sk_n + offs_d[:, None] * sk_d,
+                     mask=d_mask[:, None] & n_mask[None, :], other=0.0)  # (BLOCK_D, BLOCK_N)
+        s = tl.dot(q, kt, input_precision=PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N), log2
+        s = tl.where(n_mask[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        p = tl.math.exp2(s - m_new[:, None])
+        alpha = tl.math.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        vb = tl.load(v_base + n[:, None] * sv_n + offs_d[None, :] * sv_d,
+                     mask=n_mask[:, None] & d_mask[None, :], other=0.0)  # (BLOCK_N, BLOCK_D)
+        acc = acc * alpha[:, None] + tl.dot(p.to(vb.dtype), vb, input_precision=PRECISION)
+        m_i = m_new
+    out = acc / l_i[:, None]
+    lse = (m_i + tl.math.log2(l_i)) * (1.0 / 1.4426950408889634)
+    o_off = b * so_b + h * so_h + split * so_s
+    tl.store(o_ptr + o_off + offs_m[:, None] * so_m + offs_d[None, :] * so_d,
+             out.to(o_ptr.dtype.element_ty), mask=m_mask[:, None] & d_mask[None, :])
+    tl.store(lse_ptr + b * sl_b + h * sl_h + split * sl_s + offs_m * sl_m, lse, mask=m_mask)
+
+
+@triton.jit
+def _combine_kernel(
+    op_ptr,  # fp32 (B*H, S, Nq, Dh) contiguous: split partial outputs (each normalised)
+    lp_ptr,  # fp32 (B*H, S, Nq) contiguous: split partial logsumexps
+    o_ptr,  # (B*H, Nq, Dh) contiguous: output
+    lse_ptr,  # fp32 (B*H, Nq) contiguous
+    NQ, DH, NUM_SPLITS,  # ints
+    BLOCK_M: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    # grid: (B * H, cdiv(Nq, BLOCK_M))
+    bh = tl.program_id(0).to(tl.int64)
+    offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    m_mask = offs_m < NQ
+    mask = m_mask[:, None] & (offs_d[None, :] < DH)
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    for s in range(NUM_SPLITS):
+        row = (bh * NUM_SPLITS + s) * NQ + offs_m  # (BLOCK_M,)
+        lse_s = tl.load(lp_ptr + row, mask=m_mask, other=0.0)
+        o_s = tl.load(op_ptr + row[:, None] * DH + offs_d[None, :], mask=mask, other=0.0)
+        m_new = tl.maximum(m_i, lse_s)
+        alpha = tl.exp(m_i - m_new)
+        w = tl.exp(lse_s - m_new)
+        acc = acc * alpha[:, None] + w[:, None] * o_s
+        l_i = l_i * alpha + w
+        m_i = m_new
+    out = acc / l_i[:, None]
+    tl.store(o_ptr + (bh * NQ + offs_m[:, None]) * DH + offs_d[None, :],
+             out.to(o_ptr.dtype.element_ty), mask=mask)
+    tl.store(lse_ptr + bh * NQ + offs_m, m_i + tl.log(l_i), mask=m_mask)
+
+
+@triton.jit
+def _bwd_delta_kernel(
+    o_ptr,  # (B, H, Nq, Dh), strides so_*
+    do_ptr,  # (B, H, Nq, Dh), strides sdo_*
+    delta_ptr,  # fp32 (B*H, Nq) contiguous: rowsum(dO * O)
+    so_b, so_h, so_m, so_d,
+    sdo_b, sdo_h, sdo_m, sdo_d,
+    H, NQ, DH,  # ints
+    BLOCK_M: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    # grid: (B * H, cdiv(Nq, BLOCK_M))
+    bh = tl.program_id(0)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    m_mask = offs_m < NQ
+    mask = m_mask[:, None] & (offs_d[None, :] < DH)
+    o = tl.load(o_ptr + b * so_b + h * so_h + offs_m[:, None] * so_m + offs_d[None, :] * so_d,
+                mask=mask, other=0.0).to(tl.float32)
+    do = tl.load(do_ptr + b * sdo_b + h * sdo_h + offs_m[:, None] * sdo_m
+                 + offs_d[None, :] * sdo_d, mask=mask, other=0.0).to(tl.float32)
+    tl.store(delta_ptr + bh.to(tl.int64) * NQ + offs_m, tl.sum(o * do, 1), mask=m_mask)
+
+
+@triton.jit
+def _bwd_dkdv_kernel(
+    q_ptr,  # (B, H, Nq, Dh), strides sq_*
+    k_ptr,  # (B, H, Nk, Dh), strides sk_*
+    v_ptr,  # (B, H, Nk, Dh), strides sv_*
+    do_ptr,  # (B, H, Nq, Dh), strides sdo_*
+    lse_ptr,  # fp32 (B*H, Nq) contiguous (natural log)
+    delta_ptr,  # fp32 (B*H, Nq) contiguous
+    dk_ptr,  # (B, H, Nk, Dh) contiguous
+    dv_ptr,  # (B, H, Nk, Dh) contiguous
+    sq_b, sq_h, sq_m, sq_d,
+    sk_b, sk_h, sk_n, sk_d,
+    sv_b, sv_h, sv_n, sv_d,
+    sdo_b, sdo_h, sdo_m, sdo_d,
+    H, NQ, NK, DH,  # ints
+    qk_scale,  # float: scale * log2(e)
+    sm_scale,  # float: scale
+    BLOCK_M: tl.constexpr,  # query rows per loop step
+    BLOCK_N: tl.constexpr,  # keys per program
+    BLOCK_D: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    # grid: (B * H, cdiv(Nk, BLOCK_N))
+    bh = tl.program_id(0)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m0 = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    n_mask = offs_n < NK
+    d_mask = offs_d < DH
+    nd_mask = n_mask[:, None] & d_mask[None, :]
+    kb = tl.load(k_ptr + b * sk_b + h * sk_h + offs_n[:, None] * sk_n + offs_d[None, :] * sk_d,
+                 mask=nd_mask, other=0.0)  # (BLOCK_N, BLOCK_D)
+    vb = tl.load(v_ptr + b * sv_b + h * sv_h + offs_n[:, None] * sv_n + offs_d[None, :] * sv_d,
+                 mask=nd_mask, other=0.0)  # (BLOCK_N, BLOCK_D)
+    q_base = q_ptr + b * sq_b + h * sq_h
+    do_base = do_ptr + b * sdo_b + h * sdo_h
+    row_base = bh.to(tl.int64) * NQ
+    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    for m0 in range(0, NQ, BLOCK_M):
+        offs_m = m0 + offs_m0
+        m_mask = offs_m < NQ
+        md_mask = m_mask[:, None] & d_mask[None, :]
+        qb = tl.load(q_base + offs_m[:, None] * sq_m + offs_d[None, :] * sq_d,
+                     mask=md_mask, other=0.0)  # (BLOCK_M, BLOCK_D)
+        dob = tl.load(do_base + offs_m[:, None] * sdo_m + offs_d[None, :] * sdo_d,
+                      mask=md_mask, other=0.0)  # (BLOCK_M, BLOCK_D)
+        lse = tl.load(lse_ptr + row_base + offs_m, mask=m_mask, other=0.0)
+        delta = tl.load(delta_ptr + row_base + offs_m, mask=m_mask, other=0.0)
+        st = tl.dot(kb, tl.trans(qb), input_precision=PRECISION) * qk_scale  # (BLOCK_N, BLOCK_M)
+        pt = tl.math.exp2(st - lse[None, :] * 1.4426950408889634)
+        pt = tl.where(m_mask[None, :], pt, 0.0)
+        dv += tl.dot(pt.to(dob.dtype), dob, input_precision=PRECISION)
+        dpt = tl.dot(vb, tl.trans(dob), input_precision=PRECISION)  # (BLOCK_N, BLOCK_M)
+        dst = pt * (dpt - delta[None, :])
+        dk += tl.dot(dst.to(qb.dtype), qb, input_precision=PRECISION)
+    dk = dk * sm_scale
+    out_off = bh.to(tl.int64) * NK * DH + offs_n[:, None] * DH + offs_d[None, :]
+    tl.store(dk_ptr + out_off, dk.to(dk_ptr.dtype.element_ty), mask=nd_mask)
+    tl.store(dv_ptr + out_off, dv.to(dv_ptr.dtype.element_ty), mask=nd_mask)
+
+
+@triton.jit
+def _bwd_dq_kernel(
+    q_ptr,  # (B, H, Nq, Dh), strides sq_*
+    k_ptr,  # (B, H, Nk, Dh), strides sk_*
+    v_ptr,  # (B, H, Nk, Dh), strides sv_*
+    do_ptr,  # (B, H, Nq, Dh), strides sdo_*
+    lse_ptr,  # fp32 (B*H, Nq) contiguous (natural log)
+    delta_ptr,  # fp32 (B*H, Nq) contiguous
+    dq_ptr,  # (B, H, Nq, Dh) contiguous
+    sq_b, sq_h, sq_m, sq_d,
+    sk_b, sk_h, sk_n, sk_d,
+    sv_b, sv_h, sv_n, sv_d,
+    sdo_b, sdo_h, sdo_m, sdo_d,
+    H, NQ, NK, DH,  # ints
+    qk_scale,  # float: scale * log2(e)
+    sm_scale,  # float: scale
+    BLOCK_M: tl.constexpr,  # query rows per program
+    BLOCK_N: tl.constexpr,  # keys per loop step
+    BLOCK_D: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    # grid: (B * H, cdiv(Nq, BLOCK_M))
+    bh = tl.program_id(0)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n0 = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    m_mask = offs_m < NQ
+    d_mask = offs_d < DH
+    md_mask = m_mask[:, None] & d_mask[None, :]
+    qb = tl.load(q_ptr + b * sq_b + h * sq_h + offs_m[:, None] * sq_m + offs_d[None, :] * sq_d,
+                 mask=md_mask, other=0.0)  # (BLOCK_M, BLOCK_D)
+    dob = tl.load(do_ptr + b * sdo_b + h * sdo_h + offs_m[:, None] * sdo_m
+                  + offs_d[None, :] * sdo_d, mask=md_mask, other=0.0)  # (BLOCK_M, BLOCK_D)
+    row = bh.to(tl.int64) * NQ + offs_m
+    lse2 = tl.load(lse_ptr + row, mask=m_mask, other=0.0) * 1.4426950408889634
+    delta = tl.load(delta_ptr + row, mask=m_mask, other=0.0)
+    k_base = k_ptr + b * sk_b + h * sk_h
+    v_base = v_ptr + b * sv_b + h * sv_h
+    dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    for n0 in range(0, NK, BLOCK_N):
+        n = n0 + offs_n0
+        n_mask = n < NK
+        dn_mask = d_mask[:, None] & n_mask[None, :]
+        kt = tl.load(k_base + n[None, :] * sk_n + offs_d[:, None] * sk_d,
+                     mask=dn_mask, other=0.0)  # (BLOCK_D, BLOCK_N)
+        vt = tl.load(v_base + n[None, :] * sv_n + offs_d[:, None] * sv_d,
+                     mask=dn_mask, other=0.0)  # (BLOCK_D, BLOCK_N)
+        s = tl.dot(qb, kt, input_precision=PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N)
+        p = tl.math.exp2(s - lse2[:, None])
+        p = tl.where(n_mask[None, :], p, 0.0)
+        dp = tl.dot(dob, vt, input_precision=PRECISION)  # (BLOCK_M, BLOCK_N)
+        ds = p * (dp - delta[:, None])
+        dq += tl.dot(ds.to(kt.dtype), tl.trans(kt), input_precision=PRECISION)
+    dq = dq * sm_scale
+    tl.store(dq_ptr + row[:, None] * DH + offs_d[None, :], dq.to(dq_ptr.dtype.element_ty),
+             mask=md_mask)
+
+
+# --- launch configuration --------------------------------------------------------------------
+
+def _block_d(dh: int) -> int:
+    return max(16, triton.next_power_of_2(dh))
+
+
+def _precision(dtype: torch.dtype) -> str:
+    return "ieee" if dtype == torch.float32 else "tf32"  # 16-bit dtypes ignore the setting
+
+
+def _fwd_config(block_d: int, dtype: torch.dtype, device_type: str) -> dict:
+    """BLOCK_M, BLOCK_N, num_warps, num_stages of the forward (and combine) kernels."""
+    if device_type == "cpu":  # interpreter: small blocks, exercised by small test shapes
+        return dict(BLOCK_M=16, BLOCK_N=16, num_warps=1, num_stages=1)
+    from lcnet_fast.ops.cross_attention import FWD_BLOCK_M_GPU
+
+    wide = dtype == torch.float32
+    if block_d <= 64:
+        return dict(BLOCK_M=FWD_BLOCK_M_GPU, BLOCK_N=64, num_warps=4, num_stages=3)
+    if block_d <= 128:
+        return dict(BLOCK_M=FWD_BLOCK_M_GPU, BLOCK_N=32 if wide else 64, num_warps=4,
+                    num_stages=2)
+    return dict(BLOCK_M=FWD_BLOCK_M_GPU, BLOCK_N=16 if wide else 32, num_warps=8,
+                num_stages=1)
+
+
+def _bwd_config(block_d: int, dtype: torch.dtype, device_type: str) -> dict:
+    """Blocks of the backward: dkdv programs own BLOCK_N keys and step BLOCK_M queries; dq
+    programs own BLOCK_M queries and step BLOCK_N keys (the same two numbers, swapped roles:
+    the step side is the small one)."""
+    if device_type == "cpu":
+        return dict(OWN=16, STEP=16, num_warps=1, num_stages=1)
+    wide = dtype == torch.float32
+    if block_d <= 64:
+        return dict(OWN=64, STEP=32, num_warps=4, num_stages=2)
+    if block_d <= 128:
+        return dict(OWN=64 if not wide else 32, STEP=32 if not wide else 16, num_warps=8,
+                    num_stages=1)
+    return dict(OWN=32, STEP=16, num_warps=8, num_stages=1)
+
+
+def kv_split_layout(nk: int, num_splits: int, block_n: int) -> tuple[int, int]:
+    """(keys per split, number of non-empty splits) for num_splits requested splits."""
+    blocks = triton.cdiv(nk, block_n)
+    per_split = triton.cdiv(blocks, max(1, min(num_splits, blocks))) * block_n
+    return per_split, triton.cdiv(nk, per_split)
+
+
+def _new_outputs(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    b, h, nq, dh = q.shape
+    return q.new_empty((b, h, nq, dh)), q.new_empty((b, h, nq), dtype=torch.float32)
+
+
+def _check_op_args(q, k, v) -> None:
+    """Guards for direct torch.ops calls (the public function checks more, with nicer text)."""
+    torch._check(q.dim() == 4 and k.dim() == 4 and v.dim() == 4,
+                 lambda: "cross_attention: q, k, v must be rank 4 (B, H, N, Dh)")
+    torch._check(k.shape == v.shape and k.shape[0] == q.shape[0] and k.shape[1] == q.shape[1]
+                 and k.shape[3] == q.shape[3],
+                 lambda: f"cross_attention: bad shapes q {tuple(q.shape)} k {tuple(k.shape)} "
+                         f"v {tuple(v.shape)}")
+    torch._check(q.dtype == k.dtype == v.dtype and q.dtype in (torch.float16, torch.bfloat16,
+                                                               torch.float32),
+                 lambda: f"cross_attention: q, k, v must share one of fp16/bf16/fp32, got "
+                         f"{q.dtype} {k.dtype} {v.dtype}")
+    torch._check(q.shape[3] <= 256, lambda: f"cross_attention: Dh {q.shape[3]} > 256")
+
+
+@triton_op("lcnet_fast::cross_attention", mutates_args=())
+def cross_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                           num_kv_splits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out (B, H, Nq, Dh), lse fp32 (B, H, Nq)); lse = logsumexp of q k^T * scale per row.
+
+    num_kv_splits: 1 = plain kernel, n > 1 = split-KV (lowered so no split is empty).
+    Differentiable in q, k, v through out (lse is not differentiable)."""
+    _check_op_args(q, k, v)
+    out, lse = _new_outputs(q)
+    b, h, nq, dh = q.shape
+    nk = k.shape[2]
+    if out.numel() == 0:
+        return out, lse
+    torch._check(nk > 0, lambda: "cross_attention: k and v need at least one key")
+    block_d = _block_d(dh)
+    cfg = _fwd_config(block_d, q.dtype, q.device.type)
+    bm, bn = cfg["BLOCK_M"], cfg["BLOCK_N"]
+    per_split, splits = kv_split_layout(nk, num_kv_splits, bn)
+    consts = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=block_d, PRECISION=_precision(q.dtype),
+                  num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    qk_scale = scale * LOG2E
+    in_strides = (*q.stride(), *k.stride(), *v.stride())
+    if splits == 1:
+        so, sl = out.stride(), lse.stride()
+        wrap_triton(_fwd_kernel)[(b * h, triton.cdiv(nq, bm), 1)](
+            q, k, v, out, lse, *in_strides,
+            so[0], so[1], 0, so[2], so[3], sl[0], sl[1], 0, sl[2],
+            h, nq, nk, dh, per_split, qk_scale, **consts)
+        return out, lse
+    o_part = q.new_empty((b, h, splits, nq, dh), dtype=torch.float32)
+    l_part = q.new_empty((b, h, splits, nq), dtype=torch.float32)
+    wrap_triton(_fwd_kernel)[(b * h, triton.cdiv(nq, bm), splits)](
+        q, k, v, o_part, l_part, *in_strides, *o_part.stride(), *l_part.stride(),
+        h, nq, nk, dh, per_split, qk_scale, **consts)
+    wrap_triton(_combine_kernel)[(b * h, triton.cdiv(nq, bm))](
+        o_part, l_part, out, lse, nq, dh, splits, BLOCK_M=bm, BLOCK_D=block_d,
+        num_warps=cfg["num_warps"])
+    return out, lse
+
+
+@cross_attention_triton.register_fake
+def _cross_attention_fake(q, k, v, scale, num_kv_splits):
+    # explicit: tracing the launcher itself would run the Triton interpreter on fake tensors
+    return _new_outputs(q)
+
+
+@triton_op("lcnet_fast::cross_attention_backward", mutates_args=())
+def cross_attention_backward_triton(
+        dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+        out: torch.Tensor, lse: torch.Tensor,
+        scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv), contiguous, in q's dtype, from dout = dL/d out and the forward's out, lse."""
+    _check_op_args(q, k, v)
+    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    b, h, nq, dh = q.shape
+    nk = k.shape[2]
+    if q.numel() == 0 or k.numel() == 0:
+        return dq.zero_(), dk.zero_(), dv.zero_()
+    block_d = _block_d(dh)
+    cfg = _bwd_config(block_d, q.dtype, q.device.type)
+    own, step = cfg["OWN"], cfg["STEP"]
+    launch = dict(num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    lse = lse.contiguous()
+    delta = torch.empty((b, h, nq), dtype=torch.float32, device=q.device)
+    wrap_triton(_bwd_delta_kernel)[(b * h, triton.cdiv(nq, own))](
+        out, dout, delta, *out.stride(), *dout.stride(), h, nq, dh,
+        BLOCK_M=own, BLOCK_D=block_d, num_warps=cfg["num_warps"])
+    strides = (*q.stride(), *k.stride(), *v.stride(), *dout.stride())
+    common = (h, nq, nk, dh, scale * LOG2E, scale)
+    prec = _precision(q.dtype)
+    wrap_triton(_bwd_dkdv_kernel)[(b * h, triton.cdiv(nk, own))](
+        q, k, v, dout, lse, delta, dk, dv, *strides, *common,
+        BLOCK_M=step, BLOCK_N=own, BLOCK_D=block_d, PRECISION=prec, **launch)
+    wrap_triton(_bwd_dq_kernel)[(b * h, triton.cdiv(nq, own))](
+        q, k, v, dout, lse, delta, dq, *strides, *common,
+        BLOCK_M=own, BLOCK_N=step, BLOCK_D=block_d, PRECISION=prec, **launch)
+    return dq, dk, dv
+
+
+@cross_attention_backward_triton.register_fake
+def _cross_attention_backward_fake(dout, q, k, v, out, lse, scale):
+    return torch.empty_like(q, memory_format=torch.contiguous_format), \
+        torch.empty_like(k, memory_format=torch.contiguous_format), \
+        torch.empty_like(v, memory_format=torch.contiguous_format)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, scale, _ = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse)
+    ctx.scale = scale
+    ctx.mark_non_differentiable(lse)
+
+
+def _backward(ctx, dout, dlse):
+    q, k, v, out, lse = ctx.saved_tensors
+    if dout is None:
+        dout = torch.zeros_like(out)
+    dq, dk, dv = torch.ops.lcnet_fast.cross_attention_backward(dout, q, k, v, out, lse,
+                                                               ctx.scale)
+    return dq, dk, dv, None, None
+
+
+cross_attention_triton.register_autograd(_backward, setup_context=_setup_context)
