@@ -1,0 +1,209 @@
+"""dropout_add_layer_norm: LayerNorm(dropout(x, p) + residual) over the last dim, fused.
+
+Every AddNorm of the LLCD decoder, eq. (1): AddNorm(DO(a) + b), sometimes with a is b.
+
+    out = layer_norm(x * keep / (1 - p) + residual, (D,), weight, bias, eps)
+
+x, residual: (..., D) float32/float16/bfloat16, same shape and dtype (x may BE residual);
+weight, bias: (D,) of x's dtype or float32. Returns (..., D) in x's dtype. Gradients flow
+to x, residual, weight and bias (for x is residual they add up, as autograd sums the two
+edges into the one tensor).
+
+The dropout keep-mask is drawn HERE, with torch's RNG (a bool tensor's bernoulli_(1 - p)
+on `generator` or the global generator), and handed to the kernels. So every backend sees
+the same mask and their outputs are comparable element for element; on CPU the mask is
+even the one F.dropout draws after the same manual_seed, so the "torch" backend is
+bit-identical to F.dropout + add + F.layer_norm. Trade-off: the mask is materialised (one
+byte per element, written once, read by forward and backward) instead of being
+regenerated in-kernel from a seed + offset, which would save that traffic (~1/9 of the
+forward's bytes in bf16) but tie every backend to one in-kernel RNG. training=False or
+p == 0 makes no mask and draws no random numbers.
+
+Backends (lcnet_fast.ops._backend): "cpp" (csrc/cpu/dropout_add_layer_norm.cpp) through
+torch.ops.lcnet_fast.dropout_add_layer_norm / ..._backward, "triton"
+(lcnet_fast/ops/triton/dropout_add_layer_norm.py, ops lcnet_fast::dropout_add_layer_norm_triton
+/ ..._triton_backward), and "torch" (dropout_add_layer_norm_reference below: the oracle
+and the fallback, differentiated by autograd). No hand-written CUDA kernel yet: on CUDA
+tensors `auto` picks triton. The fused ops save mean and rstd (fp32, one per row) plus
+x, residual and the mask; the backward recomputes the pre-norm sum from them.
+"""
+from __future__ import annotations
+
+import numbers
+
+import torch
+import torch.nn.functional as F
+
+from lcnet_fast.ops import _backend
+
+OP = "dropout_add_layer_norm"
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+# --- shapes shared by the fake kernels and the Triton launchers --------------------------
+
+def forward_outputs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Uninitialised (out, mean, rstd) for x (..., D): out like x (contiguous), fp32 stats."""
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    mean = torch.empty(x.shape[:-1], dtype=torch.float32, device=x.device)
+    rstd = torch.empty(x.shape[:-1], dtype=torch.float32, device=x.device)
+    return out, mean, rstd
+
+
+def backward_outputs(x: torch.Tensor, weight: torch.Tensor, has_mask: bool):
+    """Uninitialised (grad_x, grad_residual, grad_weight, grad_bias); grad_x is (0,) without
+    a mask (then it equals grad_residual, which the autograd formula reuses)."""
+    dres = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    dx = torch.empty(x.shape if has_mask else (0,), dtype=x.dtype, device=x.device)
+    dw = torch.empty(weight.shape, dtype=weight.dtype, device=weight.device)
+    db = torch.empty(weight.shape, dtype=weight.dtype, device=weight.device)
+    return dx, dres, dw, db
+
+
+# --- argument checks ----------------------------------------------------------------------
+
+def _desc(t: torch.Tensor) -> str:
+    return f"shape {tuple(t.shape)} dtype {t.dtype} device {t.device}"
+
+
+def _check_args(x, residual, weight, bias, p, eps, training) -> None:
+    for name, t in (("x", x), ("residual", residual), ("weight", weight), ("bias", bias)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"dropout_add_layer_norm: {name} must be a torch.Tensor, got "
+                            f"{type(t).__name__}")
+    if x.dtype not in DTYPES:
+        raise TypeError(f"dropout_add_layer_norm: x must be float32, float16 or bfloat16, got "
+                        f"{_desc(x)}")
+    if x.dim() < 1 or x.shape[-1] < 1:
+        raise ValueError(f"dropout_add_layer_norm: x must have shape (..., D) with D >= 1, got "
+                         f"{_desc(x)}")
+    d = x.shape[-1]
+    if residual.shape != x.shape:
+        raise ValueError(f"dropout_add_layer_norm: residual must have x's shape "
+                         f"{tuple(x.shape)}, got {_desc(residual)}")
+    if residual.dtype != x.dtype:
+        raise TypeError(f"dropout_add_layer_norm: residual must have x's dtype {x.dtype}, got "
+                        f"{_desc(residual)}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t.shape != (d,):
+            raise ValueError(f"dropout_add_layer_norm: {name} must have shape ({d},) (D = x's "
+                             f"last dim), got {_desc(t)}")
+        if t.dtype not in (x.dtype, torch.float32):
+            raise TypeError(f"dropout_add_layer_norm: {name} must be {x.dtype} (x's dtype) or "
+                            f"float32, got {_desc(t)}")
+    if bias.dtype != weight.dtype:
+        raise TypeError(f"dropout_add_layer_norm: bias dtype must equal weight dtype "
+                        f"{weight.dtype}, got {_desc(bias)}")
+    for name, t in (("residual", residual), ("weight", weight), ("bias", bias)):
+        if t.device != x.device:
+            raise ValueError(f"dropout_add_layer_norm: {name} must be on x's device "
+                             f"{x.device}, got {_desc(t)}")
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"dropout_add_layer_norm: p must be a float in [0, 1), got {p!r}")
+    if not 0.0 <= float(p) < 1.0:
+        raise ValueError(f"dropout_add_layer_norm: p must be in [0, 1), got {p}")
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not float(eps) >= 0.0:
+        raise ValueError(f"dropout_add_layer_norm: eps must be a float >= 0, got {eps!r}")
+    if not isinstance(training, bool):
+        raise TypeError(f"dropout_add_layer_norm: training must be a bool, got {training!r}")
+
+
+# --- the reference (oracle and fallback) ---------------------------------------------------
+
+def make_keep_mask(shape, p: float, device, generator: torch.Generator | None = None):
+    """bool keep-mask, True with probability 1 - p (the mask F.dropout draws on CPU)."""
+    return torch.empty(shape, dtype=torch.bool, device=device).bernoulli_(1.0 - p,
+                                                                          generator=generator)
+
+
+def dropout_add_layer_norm_reference(x: torch.Tensor, residual: torch.Tensor,
+                                     weight: torch.Tensor, bias: torch.Tensor,
+                                     mask: torch.Tensor | None = None, p: float = 0.0,
+                                     eps: float = 1e-5,
+                                     compute_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """F.layer_norm(x * mask / (1 - p) + residual) in plain PyTorch (the oracle).
+
+    The dropout is written as F.dropout computes it (x * (mask * 1/(1-p)), the factor
+    rounded to x's dtype). compute_dtype=torch.float64 gives the high-precision reference
+    the tests measure every backend against; the result is returned in compute_dtype
+    (default: x's dtype)."""
+    dt = compute_dtype or x.dtype
+    h = x.to(dt)
+    if mask is not None:
+        h = h * (mask.to(dt) * (1.0 / (1.0 - p)))
+    h = h + residual.to(dt)
+    w, b = weight, bias
+    if compute_dtype is not None:
+        w, b = weight.to(dt), bias.to(dt)
+    return F.layer_norm(h, (x.shape[-1],), w, b, eps)
+
+
+# --- autograd formula shared by the cpp and triton ops ------------------------------------
+
+def _setup_context(ctx, inputs, output):
+    x, residual, weight, bias, mask, scale, eps = inputs
+    _, mean, rstd = output
+    ctx.save_for_backward(x, residual, weight, mask, mean, rstd)
+    ctx.scale = scale
+
+
+def make_backward(backward_op):
+    """The register_autograd backward for an op whose saved state backward_op consumes."""
+
+    def backward(ctx, grad_out, grad_mean, grad_rstd):
+        x, residual, weight, mask, mean, rstd = ctx.saved_tensors
+        dx, dres, dw, db = backward_op(grad_out, x, residual, weight, mask, mean, rstd,
+                                       ctx.scale)
+        if mask is None:
+            dx = dres
+        return dx, dres, dw, db, None, None, None
+
+    return backward
+
+
+def _fake_forward(x, residual, weight, bias, mask, scale, eps):
+    return forward_outputs(x)
+
+
+def _fake_backward(grad_out, x, residual, weight, mask, mean, rstd, scale):
+    return backward_outputs(x, weight, mask is not None)
+
+
+if _backend.load_extension()[0] is not None and hasattr(torch.ops.lcnet_fast, OP):
+    torch.library.register_fake(f"lcnet_fast::{OP}")(_fake_forward)
+    torch.library.register_fake(f"lcnet_fast::{OP}_backward")(_fake_backward)
+    torch.library.register_autograd(
+        f"lcnet_fast::{OP}",
+        make_backward(torch.ops.lcnet_fast.dropout_add_layer_norm_backward.default),
+        setup_context=_setup_context)
+
+
+# --- public function -----------------------------------------------------------------------
+
+def dropout_add_layer_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
+                           bias: torch.Tensor, p: float, eps: float = 1e-5,
+                           training: bool = True,
+                           generator: torch.Generator | None = None) -> torch.Tensor:
+    """LayerNorm(dropout(x, p) + residual) over the last dim (see module doc).
+
+    x, residual: (..., D), same shape and dtype (float32/float16/bfloat16; may be the same
+    tensor); weight, bias: (D,), x's dtype or float32. p in [0, 1): drop probability, used
+    only when training. generator: the torch.Generator the dropout mask is drawn from
+    (default: the global RNG of x's device). Returns (..., D) in x's dtype.
+    """
+    _check_args(x, residual, weight, bias, p, eps, training)
+    p, eps = float(p), float(eps)
+    if training and p > 0.0:
+        mask = make_keep_mask(x.shape, p, x.device, generator)
+        scale = 1.0 / (1.0 - p)
+    else:
+        mask, scale = None, 1.0
+    backend = _backend.choose_backend(OP, x.device.type)
+    if backend in ("cpp", "cuda"):
+        return torch.ops.lcnet_fast.dropout_add_layer_norm(x, residual, weight, bias, mask,
+                                                           scale, eps)[0]
+    if backend == "triton":
+        from lcnet_fast.ops.triton.dropout_add_layer_norm import dropout_add_layer_norm_triton
+
+        return dropout_add_layer_norm_triton(x, residual, weight, bias, mask, scale, eps)[0]
+    return dropout_add_layer_norm_reference(x, residual, weight, bias, mask, p, eps)
