@@ -6,6 +6,11 @@ Triton kernel modules are imported lazily, on first use.
 from lcnet_fast.ops._backend import BackendUnavailableError, choose_backend
 from lcnet_fast.ops.crop_views import crop_views, crop_views_reference
 from lcnet_fast.ops.cross_attention import cross_attention, cross_attention_reference
+from lcnet_fast.ops.dropout_add_layer_norm import (
+    dropout_add_layer_norm,
+    dropout_add_layer_norm_reference,
+)
 
 __all__ = ["BackendUnavailableError", "choose_backend", "crop_views", "crop_views_reference",
-           "cross_attention", "cross_attention_reference"]
+           "cross_attention", "cross_attention_reference", "dropout_add_layer_norm",
+           "dropout_add_layer_norm_reference"]
