@@ -18,8 +18,6 @@ inputs may be fp32/fp16/bf16 (bf16 only on GPU: the interpreter's bf16 is wrong)
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import triton
 import triton.language as tl
@@ -148,7 +146,7 @@ def _num_programs(x: torch.Tensor, rows: int) -> int:
     return max(1, min(rows, 2))  # interpreter: programs run serially, fewest is fastest
 
 
-def _keep_u8(mask: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+def _keep_u8(mask: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     if mask is None:
         return x  # never read (HAS_MASK=False); any valid pointer
     m = mask.contiguous()
@@ -158,7 +156,7 @@ def _keep_u8(mask: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
 @triton_op("lcnet_fast::dropout_add_layer_norm_triton", mutates_args=())
 def dropout_add_layer_norm_triton(
     x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-    mask: Optional[torch.Tensor], scale: float, eps: float,
+    mask: torch.Tensor | None, scale: float, eps: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Same contract as torch.ops.lcnet_fast.dropout_add_layer_norm; arguments validated by
     the wrapper. Returns (out, mean, rstd)."""
@@ -185,7 +183,7 @@ def _fwd_fake(x, residual, weight, bias, mask, scale, eps):
 @triton_op("lcnet_fast::dropout_add_layer_norm_triton_backward", mutates_args=())
 def dropout_add_layer_norm_triton_backward(
     grad_out: torch.Tensor, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
-    mask: Optional[torch.Tensor], mean: torch.Tensor, rstd: torch.Tensor, scale: float,
+    mask: torch.Tensor | None, mean: torch.Tensor, rstd: torch.Tensor, scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Same contract as torch.ops.lcnet_fast.dropout_add_layer_norm_backward."""
     dx, dres, _, _ = backward_outputs(x, weight, mask is not None)
