@@ -212,7 +212,9 @@ def _bwd_dkdv_kernel(
         delta = tl.load(delta_ptr + row_base + offs_m, mask=m_mask, other=0.0)
         st = tl.dot(kb, tl.trans(qb), input_precision=PRECISION) * qk_scale  # (BLOCK_N, BLOCK_M)
         pt = tl.math.exp2(st - lse[None, :] * 1.4426950408889634)
-        pt = tl.where(m_mask[None, :], pt, 0.0)
+        # padded keys (k = 0) would give exp2(-lse): finite in fp32 but may overflow a 16-bit
+        # cast; zero them with the padded queries
+        pt = tl.where(m_mask[None, :] & n_mask[:, None], pt, 0.0)
         dv += tl.dot(pt.to(dob.dtype), dob, input_precision=PRECISION)
         dpt = tl.dot(vb, tl.trans(dob), input_precision=PRECISION)  # (BLOCK_N, BLOCK_M)
         dst = pt * (dpt - delta[None, :])

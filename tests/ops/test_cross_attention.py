@@ -1,0 +1,380 @@
+"""cross_attention: the Triton kernels (CPU interpreter here, GPU under -m gpu) and the torch
+reference against an fp64 oracle.
+
+Tolerance (derived, not guessed): with ref64 = softmax(q k^T s) v and its gradients computed in
+float64 from the same (already rounded) inputs, a backend's max error must be
+    <= 2 x (max error of PyTorch SDPA at the same dtype) + atol,
+where atol is the rounding bound of the one extra rounding the kernels make before each second
+matmul (P, dS rounded to the input dtype, as in FlashAttention): |fl(x) y - x y| <= eps |x| |y|,
+so atol = eps(dtype) * max(P |V|) for out, eps * max(T |K|) * s for dq,
+eps * max(T^T |Q|) * s for dk and eps * max(P^T |dO|) for dv, where
+T = |dS| + P (|dO| |V|^T + rowsum(|dO O|)) bounds the terms of dS = P (dO V^T - rowsum(dO O)),
+whose cancellation leaves a rounding error of the size of its terms (e.g. Nk = 1: dS = 0
+exactly, but computed as the difference of two rounded dot products). Plus the fp32 exponent
+term: P = exp2(x) with x = log2(e) (q.k s - lse) formed in fp32 has relative error
+~ eps32 |x|, so each P (and dS) above also carries A = 2 log2(e) (|q||k| s + |lse|) + 2 ulps
+of fp32: + eps32 * max((P A) |V|), ... for each result.
+"""
+import math
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lcnet_fast.ops import _backend, cross_attention, cross_attention_reference
+from lcnet_fast.ops.cross_attention import choose_backend, choose_num_kv_splits
+
+HAS_CUDA = torch.cuda.is_available()
+TRITON_CPU_REASON = _backend.unavailable_reason("triton", "cross_attention", "cpu")
+needs_interp = pytest.mark.skipif(TRITON_CPU_REASON is not None, reason=str(TRITON_CPU_REASON))
+gpu = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+LOG2E = 1 / math.log(2)
+EPS32 = torch.finfo(torch.float32).eps
+
+
+@pytest.fixture
+def use_backend(monkeypatch):
+    def set_backend(name):
+        monkeypatch.setenv(_backend.ENV_VAR, name)
+    return set_backend
+
+
+def make_qkv(b, h, nq, nk, dh, dtype=torch.float32, device="cpu", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(b, h, n, dh, generator=g, dtype=torch.float32).to(device, dtype)
+               for n in (nq, nk, nk))
+    do = torch.randn(b, h, nq, dh, generator=g).to(device, dtype)
+    return q, k, v, do
+
+
+def oracle(q, k, v, do, scale):
+    """fp64 out and grads, and per result the two magnitude bounds of the module doc:
+    (bound of the input-dtype roundings, bound of the fp32 exponent roundings)."""
+    q, k, v, do = (t.detach().double() for t in (q, k, v, do))
+    scores = q @ k.transpose(-1, -2) * scale
+    p = torch.softmax(scores, dim=-1)
+    out = p @ v
+    dp = do @ v.transpose(-1, -2)
+    ds = p * (dp - (do * out).sum(-1, keepdim=True))
+    grads = (ds @ k * scale, ds.transpose(-1, -2) @ q * scale, p.transpose(-1, -2) @ do)
+    # dS = P (dP - rowsum(dO O)) cancels: its rounding scales with the terms, not the result
+    t0 = ds.abs() + p * (do.abs() @ v.abs().transpose(-1, -2)
+                         + (do * out).abs().sum(-1, keepdim=True))
+    rounding = (p @ v.abs(), t0 @ k.abs() * scale, t0.transpose(-1, -2) @ q.abs() * scale,
+                p.transpose(-1, -2) @ do.abs())
+    # P = exp2(x) with x = log2(e) (q.k s - lse) summed in fp32: relative error ~ eps32 |x| terms
+    lse = torch.logsumexp(scores, dim=-1, keepdim=True)
+    a = 2 * LOG2E * (q.abs() @ k.abs().transpose(-1, -2) * scale + lse.abs()) + 2
+    pa, dsa = p * a, ds.abs() * a
+    exponent = (pa @ v.abs(), dsa @ k.abs() * scale, dsa.transpose(-1, -2) @ q.abs() * scale,
+                pa.transpose(-1, -2) @ do.abs())
+    return out, grads, [(r.max().item(), e.max().item()) if r.numel() else (0.0, 0.0)
+                        for r, e in zip(rounding, exponent, strict=True)]
+
+
+def run(fn, q, k, v, do, **kw):
+    q, k, v = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    out = fn(q, k, v, **kw)
+    grads = torch.autograd.grad(out, (q, k, v), do)
+    return out.detach(), grads
+
+
+def check_parity(q, k, v, do, scale=None, **kw):
+    """Run cross_attention (current backend) and SDPA at the same dtype; compare vs fp64."""
+    s = scale if scale is not None else 1 / math.sqrt(q.shape[-1])
+    ref_out, ref_grads, bounds = oracle(q, k, v, do, s)
+    eps = torch.finfo(q.dtype).eps
+    out, grads = run(cross_attention, q, k, v, do, scale=scale, **kw)
+    t_out, t_grads = run(cross_attention_reference, q, k, v, do, scale=scale)
+    assert out.shape == q.shape and out.dtype == q.dtype and out.device == q.device
+    assert out.is_contiguous()
+    pairs = [("out", out, t_out, ref_out, bounds[0])]
+    pairs += list(zip(("dq", "dk", "dv"), grads, t_grads, ref_grads, bounds[1:], strict=True))
+    for name, fast, torch_val, ref, bound in pairs:
+        assert fast.shape == ref.shape and fast.dtype == q.dtype, name
+        if ref.numel() == 0:
+            continue
+        ref = ref.to(fast.device)
+        fast_err = (fast.double() - ref).abs().max().item()
+        torch_err = (torch_val.double() - ref).abs().max().item()
+        atol = eps * bound[0] + EPS32 * bound[1] + torch.finfo(torch.float32).tiny
+        assert fast_err <= 2 * torch_err + atol, (name, fast_err, torch_err, atol)
+    return out, grads
+
+
+# --- the reference / CPU auto path ----------------------------------------------------------
+
+def test_auto_on_cpu_is_the_torch_reference(use_backend):
+    use_backend("auto")
+    assert choose_backend("cpu", str(torch.float32), False) == "torch"
+    q, k, v, do = make_qkv(2, 2, 5, 37, 24)
+    check_parity(q, k, v, do)
+    check_parity(q, k, v, do, scale=0.3)
+
+
+def test_auto_rules(use_backend):
+    use_backend("auto")
+    assert choose_backend("cpu", "torch.float16", False) == "torch"
+    if _backend.triton_unavailable_reason() is None:
+        assert choose_backend("cuda", "torch.bfloat16", False) == "triton"
+    assert choose_backend("cuda", "torch.bfloat16", True) == "torch"  # dropout: SDPA
+    assert choose_backend("cuda", "torch.float64", False) == "torch"
+
+
+def test_dropout_runs_sdpa_with_dropout(use_backend):
+    use_backend("auto")
+    q, k, v, _ = make_qkv(1, 2, 4, 9, 16)
+    torch.manual_seed(3)
+    out = cross_attention(q, k, v, dropout_p=0.5)
+    torch.manual_seed(3)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=0.5)
+    assert torch.equal(out, expected)
+    assert not torch.allclose(out, cross_attention(q, k, v))
+
+
+@pytest.mark.parametrize("backend,dtype,dropout,msg", [
+    ("cpp", torch.float32, 0.0, "no C\\+\\+/CUDA kernel"),
+    ("cuda", torch.float32, 0.0, "no C\\+\\+/CUDA kernel"),
+    ("triton", torch.float32, 0.1, "no dropout"),
+    ("triton", torch.float64, 0.0, "fp16/bf16/fp32"),
+])
+def test_forced_backend_that_cannot_run(use_backend, backend, dtype, dropout, msg):
+    use_backend(backend)
+    q, k, v, _ = make_qkv(1, 1, 2, 3, 16, dtype=dtype)
+    with pytest.raises(_backend.BackendUnavailableError, match=msg):
+        cross_attention(q, k, v, dropout_p=dropout)
+
+
+def test_split_rule_at_llcd_shapes():
+    assert choose_num_kv_splits(56, 8, 80, 1960) == 1  # training: grid already full
+    assert choose_num_kv_splits(56, 8, 1960, 80) == 1
+    assert choose_num_kv_splits(1, 8, 80, 1960) == 7  # single-image inference: split
+    assert choose_num_kv_splits(1, 8, 80, 100) == 1  # too few keys to split
+    assert choose_num_kv_splits(1, 1, 1, 10**6) == 32  # capped
+
+
+def z(*shape):
+    return torch.zeros(*shape)
+
+
+ERRORS = [
+    (dict(q=z(2, 3, 4)), ValueError, "q must have shape \\(B, H, N, Dh\\), got rank 3"),
+    (dict(k=z(1, 2, 3, 4, 5)), ValueError, "k must have shape .* rank 5"),
+    (dict(v=[1.0]), TypeError, "v must be a torch.Tensor"),
+    (dict(k=z(2, 2, 7, 16), v=z(2, 2, 7, 16)), ValueError, "k shape .* batch, heads and head"),
+    (dict(k=z(1, 3, 7, 16), v=z(1, 3, 7, 16)), ValueError, "k shape .* batch, heads"),
+    (dict(v=z(1, 2, 7, 8)), ValueError, "v shape .* head dim"),
+    (dict(v=z(1, 2, 6, 16)), ValueError, "k and v must have the same length Nk"),
+    (dict(q=z(1, 2, 5, 300), k=z(1, 2, 7, 300), v=z(1, 2, 7, 300)), ValueError,
+     "Dh = 300 .* exceeds the maximum 256"),
+    (dict(k=z(1, 2, 7, 16).half()), TypeError, "k dtype torch.float16 must match q dtype"),
+    (dict(q=z(1, 2, 5, 16).int()), TypeError, "q must be one of"),
+    (dict(k=z(1, 2, 0, 16), v=z(1, 2, 0, 16)), ValueError, "at least one key"),
+    (dict(dropout_p=1.0), ValueError, "dropout_p must be in \\[0, 1\\), got 1.0"),
+    (dict(dropout_p=-0.1), ValueError, "dropout_p must be in \\[0, 1\\)"),
+    (dict(scale=float("nan")), ValueError, "scale must be finite"),
+    (dict(num_kv_splits=0), ValueError, "num_kv_splits must be None or an int >= 1"),
+]
+if HAS_CUDA:
+    ERRORS.append((dict(k=z(1, 2, 7, 16).cuda(), v=z(1, 2, 7, 16).cuda()), ValueError,
+                   "k is on cuda:0 but q is on cpu"))
+
+
+@pytest.mark.parametrize("change,exc,msg", ERRORS)
+def test_bad_arguments(change, exc, msg):
+    kwargs = dict(q=z(1, 2, 5, 16), k=z(1, 2, 7, 16), v=z(1, 2, 7, 16))
+    kwargs.update(change)
+    with pytest.raises(exc, match=msg):
+        cross_attention(**kwargs)
+
+
+def test_device_mismatch_message():
+    q = z(1, 2, 5, 16)
+    k = torch.zeros(1, 2, 7, 16, device="meta")
+    with pytest.raises(ValueError, match="k is on meta but q is on cpu"):
+        cross_attention(q, k, k)
+
+
+def test_compile_fullgraph_torch_path(use_backend):
+    use_backend("auto")
+    q, k, v, _ = make_qkv(2, 2, 5, 11, 24)
+    f = torch.compile(lambda a, b, c: cross_attention(a, b, c) * 2, fullgraph=True,
+                      backend="aot_eager")
+    torch.testing.assert_close(f(q, k, v), cross_attention_reference(q, k, v) * 2)
+
+
+# --- Triton in the CPU interpreter (TRITON_INTERPRET=1 from tests/conftest.py) --------------
+
+SHAPES = [  # (B, H, Nq, Nk, Dh)
+    (1, 1, 1, 1, 16),
+    (1, 1, 5, 37, 24),
+    (2, 2, 1, 20, 48),
+    (1, 2, 20, 5, 48),  # image tokens -> few graph nodes
+    (2, 1, 17, 33, 96),
+]
+
+
+@needs_interp
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_triton_interpreter_parity(use_backend, shape, dtype):
+    use_backend("triton")
+    q, k, v, do = make_qkv(*shape, dtype=dtype, seed=sum(shape))
+    check_parity(q, k, v, do, num_kv_splits=1)
+
+
+@needs_interp
+@pytest.mark.parametrize("splits", [2, 3, 64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_triton_interpreter_split_kv(use_backend, splits, dtype):
+    """Split-KV forward (64 > number of key blocks: lowered so no split is empty)."""
+    use_backend("triton")
+    q, k, v, do = make_qkv(1, 2, 5, 37, 24, dtype=dtype, seed=splits)
+    out, grads = check_parity(q, k, v, do, num_kv_splits=splits)
+    plain, plain_grads = run(cross_attention, q, k, v, do, num_kv_splits=1)
+    torch.testing.assert_close(out, plain, rtol=0, atol=4 * torch.finfo(dtype).eps)
+    for g, pg in zip(grads, plain_grads, strict=True):
+        # backward reads the combined lse: agrees with the plain path's to fp32 rounding
+        torch.testing.assert_close(g, pg, rtol=0, atol=8 * torch.finfo(dtype).eps
+                                   * pg.abs().max().item())
+
+
+@needs_interp
+def test_triton_interpreter_scale_and_auto_split(use_backend):
+    use_backend("triton")
+    q, k, v, do = make_qkv(1, 1, 3, 40, 16, seed=7)
+    check_parity(q, k, v, do, scale=0.7)  # num_kv_splits=None: the rule (1 at this Nk)
+
+
+@needs_interp
+def test_triton_interpreter_non_contiguous(use_backend):
+    """q from a (B, L, H, Dh) projection, k/v one label graph expanded over the batch (stride
+    0, as LLCD passes it), dout transposed: all strides go to the kernels."""
+    use_backend("triton")
+    b, h, nq, nk, dh = 2, 2, 6, 19, 24
+    g = torch.Generator().manual_seed(5)
+    q = torch.randn(b, nq, h, dh, generator=g).transpose(1, 2)
+    kv = torch.randn(1, nk, 2, h, dh, generator=g)
+    k = kv[:, :, 0].transpose(1, 2).expand(b, -1, -1, -1)
+    v = kv[:, :, 1].transpose(1, 2).expand(b, -1, -1, -1)
+    do = torch.randn(b, dh, h, nq, generator=g).permute(0, 2, 3, 1)
+    assert not any(t.is_contiguous() for t in (q, k, v, do)) and k.stride(0) == 0
+    out, grads = check_parity(q, k, v, do)
+    c_out, c_grads = run(cross_attention, q.contiguous(), k.contiguous(), v.contiguous(),
+                         do.contiguous())
+    assert torch.equal(out, c_out)
+    for a, c in zip(grads, c_grads, strict=True):
+        assert torch.equal(a, c)
+
+
+@needs_interp
+def test_triton_interpreter_empty(use_backend):
+    use_backend("triton")
+    q, k, v, do = make_qkv(0, 2, 5, 7, 16)
+    out, grads = run(cross_attention, q, k, v, do)
+    assert out.shape == (0, 2, 5, 16) and [tuple(x.shape) for x in grads] == [
+        (0, 2, 5, 16), (0, 2, 7, 16), (0, 2, 7, 16)]
+    q, k, v, do = make_qkv(1, 2, 0, 7, 16)
+    out, (dq, dk, dv) = run(cross_attention, q, k, v, do)
+    assert out.shape == (1, 2, 0, 16) and not dk.any() and not dv.any()
+
+
+@needs_interp
+def test_triton_interpreter_opcheck(use_backend):
+    from lcnet_fast.ops.triton.cross_attention import cross_attention_triton  # noqa: F401
+
+    q, k, v, do = make_qkv(1, 2, 3, 18, 24)
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    utils = ("test_schema", "test_faketensor", "test_autograd_registration")
+    for splits in (1, 2):
+        torch.library.opcheck(torch.ops.lcnet_fast.cross_attention.default,
+                              (q, k, v, 0.25, splits), test_utils=utils)
+    out, lse = torch.ops.lcnet_fast.cross_attention(q, k, v, 0.25, 1)
+    torch.library.opcheck(torch.ops.lcnet_fast.cross_attention_backward.default,
+                          (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25),
+                          test_utils=("test_schema", "test_faketensor"))
+    expected_lse = torch.logsumexp(q.double() @ k.double().transpose(-1, -2) * 0.25, -1)
+    torch.testing.assert_close(lse.double(), expected_lse, rtol=0, atol=1e-5)
+
+
+@needs_interp
+def test_triton_interpreter_compile_fullgraph(use_backend):
+    """Dynamo traces the Triton path (lazy import, backend rules) without graph breaks, forward
+    and backward. backend "eager": AOT tracing of a triton_op runs the interpreter on fake
+    tensors, which fails (interpreter-only; the GPU test compiles with inductor)."""
+    use_backend("triton")
+    q, k, v, do = make_qkv(1, 2, 5, 21, 24)
+    f = torch.compile(lambda a, b, c: cross_attention(a, b, c) * 2, fullgraph=True,
+                      backend="eager")
+    out, grads = run(f, q, k, v, do)
+    e_out, e_grads = run(cross_attention, q, k, v, do)
+    torch.testing.assert_close(out, e_out * 2)
+    for a, e in zip(grads, e_grads, strict=True):
+        torch.testing.assert_close(a, 2 * e)
+
+
+@needs_interp
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.differing_executors])
+@given(b=st.integers(1, 2), h=st.integers(1, 2), nq=st.integers(1, 20), nk=st.integers(1, 40),
+       dh=st.sampled_from([8, 16, 20, 33, 64]), splits=st.integers(1, 3),
+       seed=st.integers(0, 2**16))
+def test_triton_interpreter_fuzz(b, h, nq, nk, dh, splits, seed):
+    os.environ[_backend.ENV_VAR] = "triton"
+    try:
+        q, k, v, do = make_qkv(b, h, nq, nk, dh, seed=seed)
+        check_parity(q, k, v, do, num_kv_splits=splits)
+    finally:
+        os.environ.pop(_backend.ENV_VAR, None)
+
+
+# --- GPU (run by benchmarks/gpu_check.sh) ----------------------------------------------------
+
+GPU_SHAPES = [(1, 1, 1, 1, 16), (2, 3, 5, 37, 24), (2, 8, 80, 1960, 96), (2, 8, 1960, 80, 96),
+              (1, 8, 80, 1960, 96), (1, 2, 33, 300, 256), (3, 2, 70, 129, 48)]
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", GPU_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16],
+                         ids=["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("splits", [1, None, 4])
+def test_gpu_parity(use_backend, shape, dtype, splits):
+    use_backend("triton")
+    q, k, v, do = make_qkv(*shape, dtype=dtype, device="cuda", seed=sum(shape))
+    check_parity(q, k, v, do, num_kv_splits=splits)
+
+
+@gpu
+@pytest.mark.gpu
+def test_gpu_auto_is_triton_and_non_contiguous(use_backend):
+    use_backend("auto")
+    assert choose_backend("cuda", str(torch.bfloat16), False) == "triton"
+    b, h, nq, nk, dh = 4, 8, 80, 500, 96
+    x = torch.randn(b, nq, h, dh, device="cuda", dtype=torch.bfloat16)
+    kv = torch.randn(1, nk, h, dh, device="cuda", dtype=torch.bfloat16)
+    k = kv.transpose(1, 2).expand(b, -1, -1, -1)
+    do = torch.randn(b, h, nq, dh, device="cuda", dtype=torch.bfloat16)
+    check_parity(x.transpose(1, 2), k, k, do)
+
+
+@gpu
+@pytest.mark.gpu
+def test_gpu_opcheck_and_compile(use_backend):
+    from lcnet_fast.ops.triton.cross_attention import cross_attention_triton  # noqa: F401
+
+    use_backend("triton")
+    q, k, v, do = make_qkv(2, 2, 17, 70, 48, dtype=torch.float16, device="cuda")
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    for splits in (1, 3):
+        torch.library.opcheck(torch.ops.lcnet_fast.cross_attention.default,
+                              (q, k, v, 0.2, splits))
+    f = torch.compile(lambda a, b, c: cross_attention(a, b, c), fullgraph=True)
+    out, grads = run(f, q, k, v, do)
+    e_out, e_grads = run(cross_attention, q, k, v, do)
+    torch.testing.assert_close(out, e_out)
+    for a, e in zip(grads, e_grads, strict=True):
+        torch.testing.assert_close(a, e)
