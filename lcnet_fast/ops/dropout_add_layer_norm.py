@@ -180,6 +180,18 @@ if _backend.load_extension()[0] is not None and hasattr(torch.ops.lcnet_fast, OP
 
 # --- public function -----------------------------------------------------------------------
 
+def _autocast_promote(x, residual):
+    """Under autocast, x (a matmul's low-precision output) and residual (e.g. an earlier
+    LayerNorm's fp32 output) legitimately differ in dtype; eager `dropout(x) + residual`
+    would promote, so promote both the same way. Outside autocast a mixture is an error."""
+    if (isinstance(x, torch.Tensor) and isinstance(residual, torch.Tensor)
+            and x.dtype != residual.dtype and x.dtype in DTYPES and residual.dtype in DTYPES
+            and torch.is_autocast_enabled(x.device.type)):
+        dt = torch.promote_types(x.dtype, residual.dtype)
+        return x.to(dt), residual.to(dt)
+    return x, residual
+
+
 def dropout_add_layer_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
                            bias: torch.Tensor, p: float, eps: float = 1e-5,
                            training: bool = True,
@@ -187,10 +199,12 @@ def dropout_add_layer_norm(x: torch.Tensor, residual: torch.Tensor, weight: torc
     """LayerNorm(dropout(x, p) + residual) over the last dim (see module doc).
 
     x, residual: (..., D), same shape and dtype (float32/float16/bfloat16; may be the same
-    tensor); weight, bias: (D,), x's dtype or float32. p in [0, 1): drop probability, used
-    only when training. generator: the torch.Generator the dropout mask is drawn from
-    (default: the global RNG of x's device). Returns (..., D) in x's dtype.
+    tensor; under autocast differing dtypes are promoted, as `x + residual` would).
+    weight, bias: (D,), x's dtype or float32. p in [0, 1): drop probability, used only when
+    training. generator: the torch.Generator the dropout mask is drawn from (default: the
+    global RNG of x's device). Returns (..., D) in x's (promoted) dtype.
     """
+    x, residual = _autocast_promote(x, residual)
     _check_args(x, residual, weight, bias, p, eps, training)
     p, eps = float(p), float(eps)
     if training and p > 0.0:

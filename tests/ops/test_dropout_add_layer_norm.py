@@ -158,6 +158,23 @@ def test_float32_weight_with_half_input(use_backend, backend, dtype):
 
 
 @pytest.mark.parametrize("backend", CPU_NATIVE)
+def test_autocast_promotes_mixed_x_and_residual(use_backend, backend):
+    """Under autocast a bf16 matmul output meets an fp32 residual: promoted like x + residual
+    (outside autocast the same call is a dtype error)."""
+    use_backend(backend)
+    x, r, w, b, dy = make_inputs((3, 24), torch.float32)
+    xb = x.bfloat16()
+    with pytest.raises(TypeError, match="residual must have x's dtype"):
+        dropout_add_layer_norm(xb, r, w, b, 0.2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = dropout_add_layer_norm(xb, r, w, b, 0.2, generator=torch.Generator().manual_seed(1))
+    mask = make_keep_mask(x.shape, 0.2, "cpu", torch.Generator().manual_seed(1))
+    expected = dropout_add_layer_norm_reference(xb.float(), r, w, b, mask, 0.2)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", CPU_NATIVE)
 def test_training_false_draws_no_mask(use_backend, backend):
     use_backend(backend)
     x, r, w, b, _ = make_inputs((4, 16), torch.float32)
