@@ -448,10 +448,9 @@ def test_triton_rejects_rows_too_wide_for_registers(use_backend):
 @gpu
 @pytest.mark.gpu
 @pytest.mark.parametrize("backend", ["triton", "torch"])
-@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (3, 5, 33), (64, 768), (1000, 768),
-                                   (7, 1000), (3, 4096)], ids=str)
+@pytest.mark.parametrize("shape", [(5, 7), (3, 5, 33), (1000, 768), (3, 4096)], ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("p,same", [(0.0, False), (0.1, False), (0.1, True)])
+@pytest.mark.parametrize("p,same", [(0.0, False), (0.1, True)])  # few Triton specialisations
 def test_gpu_backends_match_reference(use_backend, backend, shape, dtype, p, same):
     reason = _backend.unavailable_reason(backend, OP, "cuda")
     if reason:
