@@ -200,7 +200,12 @@ def cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                          f"{num_kv_splits!r}")
     dh = q.shape[-1]
     scale_f = float(scale) if scale is not None else 1.0 / math.sqrt(dh)
-    backend = choose_backend(q.device.type, str(q.dtype), dropout_p > 0)
+    # branch, not a bool argument: under torch.compile(dynamic=True) dropout_p is symbolic,
+    # and assume_constant_result functions take constants only (the branch adds a guard)
+    if dropout_p > 0:
+        backend = choose_backend(q.device.type, str(q.dtype), True)
+    else:
+        backend = choose_backend(q.device.type, str(q.dtype), False)
     if backend == "triton" and _auto_requested() and sdpa_is_faster(
             q.shape[0], q.shape[1], q.shape[2], k.shape[2], dh, q.dtype):
         backend = "torch"

@@ -300,15 +300,16 @@ def test_triton_interpreter_opcheck(use_backend):
 
 
 @needs_interp
-def test_triton_interpreter_compile_fullgraph(use_backend):
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_triton_interpreter_compile_fullgraph(use_backend, dynamic):
     """Dynamo traces the Triton path (lazy import, backend rules) without graph breaks, forward
     and backward. backend "eager": AOT tracing of a triton_op runs the interpreter on fake
     tensors, which fails (interpreter-only; the GPU test compiles with inductor)."""
     use_backend("triton")
     q, k, v, do = make_qkv(1, 2, 5, 21, 24)
-    f = torch.compile(lambda a, b, c: cross_attention(a, b, c) * 2, fullgraph=True,
-                      backend="eager")
-    out, grads = run(f, q, k, v, do)
+    f = torch.compile(lambda a, b, c, p: cross_attention(a, b, c, dropout_p=p) * 2,
+                      fullgraph=True, backend="eager", dynamic=dynamic)
+    out, grads = run(f, q, k, v, do, p=0.0)
     e_out, e_grads = run(cross_attention, q, k, v, do)
     torch.testing.assert_close(out, e_out * 2)
     for a, e in zip(grads, e_grads, strict=True):
