@@ -333,16 +333,30 @@ def test_triton_interpreter_fuzz(b, h, nq, nk, dh, splits, seed):
 
 # --- GPU (run by benchmarks/gpu_check.sh) ----------------------------------------------------
 
-GPU_SHAPES = [(1, 1, 1, 1, 16), (2, 3, 5, 37, 24), (2, 8, 80, 1960, 96), (2, 8, 1960, 80, 96),
-              (1, 8, 80, 1960, 96), (1, 2, 33, 300, 256), (3, 2, 70, 129, 48)]
+BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
+GPU_CASES = [  # (B, H, Nq, Nk, Dh), dtype, num_kv_splits; kept small: each new Dh/dtype compiles
+    ((1, 1, 1, 1, 16), BF16, None),
+    ((2, 3, 5, 37, 24), BF16, 1),
+    ((2, 3, 5, 37, 24), BF16, 4),
+    ((2, 8, 80, 1960, 96), BF16, None),  # LLCD labels -> image tokens (plain by the rule)
+    ((2, 8, 80, 1960, 96), BF16, 4),
+    ((2, 8, 1960, 80, 96), BF16, None),  # image tokens -> graph nodes
+    ((1, 8, 80, 1960, 96), BF16, None),  # single-image inference (split-KV by the rule)
+    ((1, 2, 33, 300, 256), BF16, None),
+    ((3, 2, 70, 129, 48), BF16, 2),
+    ((2, 3, 5, 37, 24), FP16, 1),
+    ((1, 8, 80, 1960, 96), FP16, None),
+    ((2, 3, 5, 37, 24), FP32, 3),
+    ((3, 2, 70, 129, 48), FP32, 1),
+    ((1, 2, 33, 300, 256), FP32, None),
+]
 
 
 @gpu
 @pytest.mark.gpu
-@pytest.mark.parametrize("shape", GPU_SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16],
-                         ids=["fp32", "fp16", "bf16"])
-@pytest.mark.parametrize("splits", [1, None, 4])
+@pytest.mark.parametrize("shape,dtype,splits", GPU_CASES,
+                         ids=["x".join(map(str, c[0])) + f"-{str(c[1])[6:]}-s{c[2]}"
+                              for c in GPU_CASES])
 def test_gpu_parity(use_backend, shape, dtype, splits):
     use_backend("triton")
     q, k, v, do = make_qkv(*shape, dtype=dtype, device="cuda", seed=sum(shape))
