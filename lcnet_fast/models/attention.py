@@ -3,11 +3,15 @@
 The parameters are named exactly like nn.MultiheadAttention's (in_proj_weight (3d, d) = [W_q; W_k;
 W_v], in_proj_bias (3d,), out_proj), so a reference checkpoint loads with strict=True. The module
 does not project its inputs itself: the LLCD layer gathers the slices of several attentions that
-read the same tensor into one matmul (`project`), then calls `attend` on ready heads.
+read the same tensor into one matmul (`project`), then calls `attend` on ready heads, which runs
+the `lcnet_fast::cross_attention` op (FlashAttention-style Triton kernels on GPU; SDPA on CPU and
+whenever attention dropout is active, see lcnet_fast/ops/cross_attention.py).
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lcnet_fast.ops.cross_attention import cross_attention
 
 QUERY, KEY, VALUE = 0, 1, 2
 
@@ -38,8 +42,8 @@ class ProjectedAttention(nn.Module):
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Projected (B, L, d) inputs -> out_proj(softmax(q k^T / sqrt(dh)) v), (B, Lq, d)."""
         dropout_p = self.dropout if self.training else 0.0
-        heads = F.scaled_dot_product_attention(self.split_heads(q), self.split_heads(k),
-                                               self.split_heads(v), dropout_p=dropout_p)
+        heads = cross_attention(self.split_heads(q), self.split_heads(k), self.split_heads(v),
+                                dropout_p=dropout_p)
         batch, _, length, _ = heads.shape
         return self.out_proj(heads.transpose(1, 2).reshape(batch, length, self.d_model))
 

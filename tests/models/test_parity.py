@@ -139,3 +139,20 @@ def test_compiles_fullgraph(pair_factory):
     assert_same_logits(reference.eval()(x), logits)
     logits.sum().backward()
     assert fast.head.weight.grad is not None
+
+
+def test_triton_kernels_inside_the_model_match_the_reference(pair_factory, monkeypatch):
+    """The fast model with every op forced onto its Triton kernels (the CPU interpreter here, the GPU
+    in gpu_check.sh) against the reference: logits and gradients."""
+    pytest.importorskip("triton")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    monkeypatch.setenv("LCNET_FAST_BACKEND", "triton")
+    reference, fast = pair_factory(3, crop_level=2, image_size=32, d_model=16, num_heads=2,
+                                   num_layers=2, dim_feedforward=16)
+    reference, fast = reference.eval().to(device), fast.eval().to(device)
+    x = images_for(fast, 2).to(device)
+    ref_logits, fast_logits = reference(x), fast(x)
+    assert_same_logits(ref_logits, fast_logits)
+    ref_logits.sum().backward()
+    fast_logits.sum().backward()
+    assert_same_gradients(reference, fast)
