@@ -11,13 +11,15 @@
 // mask instead of saving it: that costs re-reading two inputs (autograd keeps them alive
 // anyway) and saves a rows x D write in the forward and the memory to hold it.
 // The dropout mask is not generated here: the Python wrapper draws it with torch's RNG
-// (Tensor.bernoulli_ on the caller's generator), so every backend sees the same mask and
-// is bit-comparable to the reference, at the price of one extra read of a 1-byte mask.
+// (on the caller's generator), so every backend sees the same mask and is comparable to
+// the reference element for element, at the price of one extra read of a 1-byte mask.
 // weight/bias gradients: rows are cut into at most 64 fixed blocks (the cut depends only
 // on the shape, not on the thread count, so results are deterministic); each block sums
 // its rows into its own fp32 partial row, and a final pass adds the partials in block
 // order. Inputs are fp32, fp16 or bf16 (weight/bias: the input dtype or fp32); all
-// arithmetic is fp32. Rows run on torch's intra-op pool (torch::stable::parallel_for).
+// arithmetic is fp32 (fp16/bf16 rows are converted into fp32 scratch). Rows run on torch's
+// intra-op pool (torch::stable::parallel_for); the row kernels are compiled for AVX2+FMA
+// and baseline x86-64 and chosen at load time (GCC target_clones).
 #include <torch/csrc/stable/library.h>
 #include <torch/csrc/stable/ops.h>
 #include <torch/csrc/stable/tensor.h>
@@ -30,6 +32,7 @@
 #include <cstdint>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 namespace lcnet_fast {
@@ -145,29 +148,132 @@ std::vector<float> to_float_vec(const Tensor& t) {
   return v;
 }
 
-// Row sum with kLanes independent accumulators (vectorisable without -ffast-math).
-inline float row_sum(const float* a, int64_t n) {
-  std::array<float, kLanes> acc{};
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) acc[l] += a[j + l];
+// The row kernels below work on fp32 arrays only; fp16/bf16 rows are converted to fp32
+// scratch first (the row stays in L1). On x86-64 GCC they are compiled twice (AVX2+FMA and
+// baseline SSE2) and picked at load time, so one wheel runs everywhere and vectorises wide
+// where it can; reductions use kLanes independent accumulators, which the compiler can
+// vectorise without -ffast-math.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && \
+    defined(__linux__)
+#define LCNET_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define LCNET_MULTIVERSION
+#endif
+
+// h = x * keep * scale + r  (keep == nullptr: h = x + r); h may not alias x or r
+LCNET_MULTIVERSION
+void build_h_row(
+    const float* __restrict__ x, const float* __restrict__ r, const uint8_t* __restrict__ keep,
+    float scale, float* __restrict__ h, int64_t d) {
+  if (keep != nullptr) {
+    for (int64_t j = 0; j < d; ++j) h[j] = x[j] * (static_cast<float>(keep[j]) * scale) + r[j];
+  } else {
+    for (int64_t j = 0; j < d; ++j) h[j] = x[j] + r[j];
   }
-  float s = 0.0f;
-  for (; j < n; ++j) s += a[j];
-  for (int l = 0; l < kLanes; ++l) s += acc[l];
-  return s;
 }
 
-// h[j] = x[j] * keep[j] * scale + r[j] in fp32 (keep == nullptr: no dropout)
-template <typename T>
-inline void build_h(
-    const T* xr, const T* rr, const uint8_t* keep, float scale, float* h, int64_t d) {
-  if (keep != nullptr) {
-    for (int64_t j = 0; j < d; ++j) {
-      h[j] = ld(xr, j) * (static_cast<float>(keep[j]) * scale) + ld(rr, j);
+// y = (h - mean) * rstd * w + b; returns mean and rstd of h (two passes over h)
+LCNET_MULTIVERSION
+void norm_row(
+    const float* __restrict__ h, const float* __restrict__ w, const float* __restrict__ b,
+    float* __restrict__ y, int64_t d, float eps, float* mean_out, float* rstd_out) {
+  float acc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= d; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) acc[l] += h[j + l];
+  }
+  float s = 0.0f;
+  for (; j < d; ++j) s += h[j];
+  for (int l = 0; l < kLanes; ++l) s += acc[l];
+  const float inv_d = 1.0f / static_cast<float>(d);
+  const float mu = s * inv_d;
+  float acc2[kLanes] = {};
+  for (j = 0; j + kLanes <= d; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const float c = h[j + l] - mu;
+      acc2[l] += c * c;
     }
+  }
+  float var = 0.0f;
+  for (; j < d; ++j) var += (h[j] - mu) * (h[j] - mu);
+  for (int l = 0; l < kLanes; ++l) var += acc2[l];
+  const float rs = 1.0f / std::sqrt(var * inv_d + eps);
+  for (j = 0; j < d; ++j) y[j] = (h[j] - mu) * rs * w[j] + b[j];
+  *mean_out = mu;
+  *rstd_out = rs;
+}
+
+// One row of the backward. h: the recomputed pre-norm row (overwritten with xhat).
+// dres = (dy*w - xhat * mean(dy*w*xhat) - mean(dy*w)) * rstd;  dx = dres * keep * scale
+// (dx == nullptr: not written). dw += dy * xhat, db += dy (this block's partial sums).
+LCNET_MULTIVERSION
+void backward_row(
+    float* __restrict__ h, const float* __restrict__ dy, const float* __restrict__ w,
+    const uint8_t* __restrict__ keep, float scale, float mu, float rs,
+    float* __restrict__ dres, float* __restrict__ dx, float* __restrict__ dw,
+    float* __restrict__ db, int64_t d) {
+  float acc_a[kLanes] = {}, acc_c[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= d; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const int64_t k = j + l;
+      const float xh = (h[k] - mu) * rs;
+      const float g = dy[k] * w[k];
+      h[k] = xh;
+      dw[k] += dy[k] * xh;
+      db[k] += dy[k];
+      acc_a[l] += g * xh;
+      acc_c[l] += g;
+    }
+  }
+  float a = 0.0f, c = 0.0f;
+  for (; j < d; ++j) {
+    const float xh = (h[j] - mu) * rs;
+    const float g = dy[j] * w[j];
+    h[j] = xh;
+    dw[j] += dy[j] * xh;
+    db[j] += dy[j];
+    a += g * xh;
+    c += g;
+  }
+  for (int l = 0; l < kLanes; ++l) {
+    a += acc_a[l];
+    c += acc_c[l];
+  }
+  const float inv_d = 1.0f / static_cast<float>(d);
+  a *= inv_d;
+  c *= inv_d;
+  for (j = 0; j < d; ++j) dres[j] = (dy[j] * w[j] - h[j] * a - c) * rs;
+  if (dx != nullptr) {
+    for (j = 0; j < d; ++j) dx[j] = dres[j] * (static_cast<float>(keep[j]) * scale);
+  }
+}
+
+// A T row as fp32: the row itself for float, else converted into `scratch`.
+template <typename T>
+inline const float* as_float(const T* src, float* scratch, int64_t d) {
+  if constexpr (std::is_same_v<T, float>) {
+    return src;
   } else {
-    for (int64_t j = 0; j < d; ++j) h[j] = ld(xr, j) + ld(rr, j);
+    for (int64_t j = 0; j < d; ++j) scratch[j] = static_cast<float>(src[j]);
+    return scratch;
+  }
+}
+
+// fp32 destination for a T row: the row itself for float, else `scratch` (then store_row).
+template <typename T>
+inline float* out_float(T* dst, float* scratch) {
+  if constexpr (std::is_same_v<T, float>) {
+    return dst;
+  } else {
+    return scratch;
+  }
+}
+
+template <typename T>
+inline void store_row(T* dst, const float* src, int64_t d) {
+  if constexpr (!std::is_same_v<T, float>) {
+    for (int64_t j = 0; j < d; ++j) dst[j] = static_cast<T>(src[j]);
   }
 }
 
@@ -177,31 +283,18 @@ template <typename T>
 void forward_kernel(
     const T* x, const T* res, const uint8_t* keep, const float* w, const float* b, T* y,
     float* mean, float* rstd, float scale, float eps, int64_t rows, int64_t d) {
-  const int64_t grain = std::max<int64_t>(1, 16384 / d);
+  const int64_t grain = std::max<int64_t>(1, 32768 / d);
   torch::stable::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> buf(static_cast<size_t>(d));
+    std::vector<float> buf(static_cast<size_t>(4 * d));
     float* h = buf.data();
-    const float inv_d = 1.0f / static_cast<float>(d);
     for (int64_t r = begin; r < end; ++r) {
       const int64_t off = r * d;
-      build_h(x + off, res + off, keep ? keep + off : nullptr, scale, h, d);
-      const float mu = row_sum(h, d) * inv_d;
-      std::array<float, kLanes> acc{};
-      int64_t j = 0;
-      for (; j + kLanes <= d; j += kLanes) {
-        for (int l = 0; l < kLanes; ++l) {
-          const float c = h[j + l] - mu;
-          acc[l] += c * c;
-        }
-      }
-      float var = 0.0f;
-      for (; j < d; ++j) var += (h[j] - mu) * (h[j] - mu);
-      for (int l = 0; l < kLanes; ++l) var += acc[l];
-      const float rs = 1.0f / std::sqrt(var * inv_d + eps);
-      T* yr = y + off;
-      for (j = 0; j < d; ++j) st(yr, j, (h[j] - mu) * rs * w[j] + b[j]);
-      mean[r] = mu;
-      rstd[r] = rs;
+      const float* xf = as_float(x + off, h + d, d);
+      const float* rf = as_float(res + off, h + 2 * d, d);
+      build_h_row(xf, rf, keep ? keep + off : nullptr, scale, h, d);
+      float* yf = out_float(y + off, h + 3 * d);
+      norm_row(h, w, b, yf, d, eps, mean + r, rstd + r);
+      store_row(y + off, yf, d);
     }
   });
 }
@@ -217,10 +310,8 @@ void backward_kernel(
     float scale, int64_t rows, int64_t d) {
   const int64_t rows_per_block = (rows + blocks - 1) / blocks;
   torch::stable::parallel_for(0, blocks, 1, [&](int64_t bbeg, int64_t bend) {
-    std::vector<float> buf(static_cast<size_t>(2 * d));
-    float* xhat = buf.data();
-    float* g = buf.data() + d;
-    const float inv_d = 1.0f / static_cast<float>(d);
+    std::vector<float> buf(static_cast<size_t>(6 * d));
+    float* h = buf.data();
     for (int64_t blk = bbeg; blk < bend; ++blk) {
       float* dw = partial + blk * 2 * d;
       float* db = dw + d;
@@ -230,52 +321,15 @@ void backward_kernel(
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t off = r * d;
         const uint8_t* kr = keep ? keep + off : nullptr;
-        build_h(x + off, res + off, kr, scale, xhat, d);
-        const float mu = mean[r], rs = rstd[r];
-        const T* dyr = dy + off;
-        std::array<float, kLanes> acc_a{}, acc_c{};
-        int64_t j = 0;
-        for (; j + kLanes <= d; j += kLanes) {
-          for (int l = 0; l < kLanes; ++l) {
-            const int64_t k = j + l;
-            const float gy = ld(dyr, k);
-            const float xh = (xhat[k] - mu) * rs;
-            xhat[k] = xh;
-            g[k] = gy * w[k];
-            dw[k] += gy * xh;
-            db[k] += gy;
-            acc_a[l] += g[k] * xh;
-            acc_c[l] += g[k];
-          }
-        }
-        float a = 0.0f, c = 0.0f;
-        for (; j < d; ++j) {
-          const float gy = ld(dyr, j);
-          const float xh = (xhat[j] - mu) * rs;
-          xhat[j] = xh;
-          g[j] = gy * w[j];
-          dw[j] += gy * xh;
-          db[j] += gy;
-          a += g[j] * xh;
-          c += g[j];
-        }
-        for (int l = 0; l < kLanes; ++l) {
-          a += acc_a[l];
-          c += acc_c[l];
-        }
-        a *= inv_d;
-        c *= inv_d;
-        T* dresr = dres + off;
-        if (dx != nullptr) {
-          T* dxr = dx + off;
-          for (j = 0; j < d; ++j) {
-            const float dh = (g[j] - xhat[j] * a - c) * rs;
-            st(dresr, j, dh);
-            st(dxr, j, dh * (static_cast<float>(kr[j]) * scale));
-          }
-        } else {
-          for (j = 0; j < d; ++j) st(dresr, j, (g[j] - xhat[j] * a - c) * rs);
-        }
+        const float* xf = as_float(x + off, h + d, d);
+        const float* rf = as_float(res + off, h + 2 * d, d);
+        build_h_row(xf, rf, kr, scale, h, d);
+        const float* dyf = as_float(dy + off, h + d, d); // x's scratch is free again
+        float* dresf = out_float(dres + off, h + 3 * d);
+        float* dxf = dx ? out_float(dx + off, h + 4 * d) : nullptr;
+        backward_row(h, dyf, w, kr, scale, mean[r], rstd[r], dresf, dxf, dw, db, d);
+        store_row(dres + off, dresf, d);
+        if (dx) store_row(dx + off, dxf, d);
       }
     }
   });

@@ -229,12 +229,14 @@ def test_same_seed_same_result_on_every_backend(use_backend):
     assert not torch.equal(a, dropout_add_layer_norm(x, r, w, b, 0.4))
 
 
-def test_torch_backend_is_f_dropout_bit_for_bit(use_backend):
-    """On CPU the keep-mask is the one F.dropout draws after the same manual_seed."""
+def test_torch_backend_is_dropout_add_layer_norm_bit_for_bit(use_backend):
+    """The torch backend is exactly eager dropout (as F.dropout scales) + add + F.layer_norm
+    with the mask make_keep_mask draws from the global RNG."""
     use_backend("torch")
     x, r, w, b, _ = make_inputs((9, 64), torch.float32)
     torch.manual_seed(123)
-    expected = F.layer_norm(F.dropout(x, 0.3, True) + r, (64,), w, b, 1e-5)
+    mask = make_keep_mask(x.shape, 0.3, "cpu")
+    expected = F.layer_norm(x * (mask.float() * (1 / 0.7)) + r, (64,), w, b, 1e-5)
     torch.manual_seed(123)
     assert torch.equal(dropout_add_layer_norm(x, r, w, b, 0.3), expected)
 
