@@ -5,8 +5,10 @@ changes is how it is computed:
 - projections that read the same tensor are one matmul: KV_img feeds MHA1's query and MHA3's key
   and value; KV_graph feeds MHA1's key/value and MHA3's query; INT2 feeds MHA2's key/value and MHA4's
   query; INT5 feeds MHA4's key/value;
-- attention runs through scaled_dot_product_attention (no materialised weights where the backend
-  allows);
+- attention runs through the lcnet_fast::cross_attention op and every AddNorm through the fused
+  lcnet_fast::dropout_add_layer_norm op (see lcnet_fast/ops); their dropout masks come from other
+  draws of the RNG than nn.Dropout's, so train-mode outputs match the reference in distribution,
+  not bit for bit;
 - inputs that are identical for every image (the label queries and graph nodes entering the first
   layer) are normalised and projected once per batch, not once per image, when dropout cannot make
   them differ.
@@ -15,6 +17,7 @@ import torch
 from torch import nn
 
 from lcnet_fast.models.attention import KEY, QUERY, VALUE, ProjectedAttention, is_batch_broadcast, project
+from lcnet_fast.ops.dropout_add_layer_norm import dropout_add_layer_norm
 
 
 class LLCDLayer(nn.Module):
@@ -36,8 +39,9 @@ class LLCDLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def _add_norm(self, norm: nn.LayerNorm, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        """AddNorm(DO(x) + residual)."""
-        return norm(self.dropout(x) + residual)
+        """AddNorm(DO(x) + residual) as one fused op (dropout mask from torch's RNG)."""
+        return dropout_add_layer_norm(x, residual, norm.weight, norm.bias, self.dropout.p, norm.eps,
+                                      training=self.training)
 
     def _int1(self, q_lbl: torch.Tensor) -> torch.Tensor:
         dropout_active = self.training and self.dropout.p > 0
