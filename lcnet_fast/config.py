@@ -1,18 +1,19 @@
 """The run configuration: every number a training run depends on, in one typed, nested dataclass.
 
 Resolution order (later wins): dataclass defaults < ``--preset`` < ``--config file.yaml`` < CLI
-``--key value`` overrides. The resolved config is written to ``<run dir>/config.yaml`` so a run can be
-repeated from that file alone. Keys are addressed as ``section.field`` (``--optim.lr 1e-3``) or, when
-the field name is unique across sections, as the bare field (``--lr 1e-3``); dashes and underscores
-are interchangeable (``--batch-size`` == ``--batch_size``).
+``--key value`` overrides. The resolved config is written to ``<run dir>/config.yaml`` so a run can
+be repeated from that file alone. Keys are addressed as ``section.field`` (``--optim.lr 1e-3``) or,
+when the field name is unique across sections, as the bare field (``--lr 1e-3``); dashes and
+underscores are interchangeable (``--batch-size`` == ``--batch_size``).
 
-The defaults are the built-in synthetic job (``python -m lcnet_fast.train`` with no argument): a tiny
-randomly initialised backbone that reaches mAP >= 70 on the synthetic test split in a few minutes on
-2 CPU cores. The presets hold the paper's settings (section 4.1): TResNet-L, 448 px views, crop level
-3 (4 for the rope dataset), 6 LLCD layers, ASL gamma- = 4, gamma+ = 0, clip 0.05, lr 5e-5, batch 56,
-80 epochs. Values the paper does not state (weight decay, EMA decay, OneCycle warm-up) follow the ASL /
-ML-Decoder training code the paper builds on, and are marked as such below.
+The defaults are the built-in synthetic job (``python -m lcnet_fast.train`` with no argument): a
+tiny randomly initialised backbone that reaches mAP >= 70 on the synthetic test split in a few
+minutes on 2 CPU cores. The presets hold the paper's settings (section 4.1): TResNet-L, 448 px
+views, crop level 3 (4 for the rope dataset), 6 LLCD layers, ASL gamma- = 4, gamma+ = 0, clip 0.05,
+lr 5e-5, batch 56, 80 epochs. Values the paper does not state (weight decay, EMA decay, OneCycle
+warm-up) follow the ASL / ML-Decoder training code the paper builds on, and are marked below.
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,8 +25,18 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-__all__ = ["ConfigError", "RunConfig", "PRESETS", "apply_overrides", "config_from_dict", "config_to_dict",
-           "load_yaml", "parse_override_tokens", "resolve_config", "save_config"]
+__all__ = [
+    "ConfigError",
+    "RunConfig",
+    "PRESETS",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_yaml",
+    "parse_override_tokens",
+    "resolve_config",
+    "save_config",
+]
 
 
 class ConfigError(ValueError):
@@ -34,8 +45,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    dataset: str = "synthetic"          # synthetic | coco | voc | csv
-    root: str = ""                       # dataset root (voc: VOCdevkit parent or VOC<year> dir; coco: see below)
+    dataset: str = "synthetic"  # synthetic | coco | voc | csv
+    root: str = ""  # dataset root (voc: VOCdevkit parent or VOC<year> dir; coco: see below)
     # coco: image dirs and annotation json per split, relative to root unless absolute
     coco_train_images: str = "train2014"
     coco_train_annotations: str = "annotations/instances_train2014.json"
@@ -43,49 +54,52 @@ class DataConfig:
     coco_test_annotations: str = "annotations/instances_val2014.json"
     # voc
     voc_year: str = "2007"
-    # csv: one file per split (relative to root unless absolute); image paths inside are relative to csv_image_dir
+    # csv: one file per split (relative to root unless absolute); the image paths inside are
+    # relative to csv_image_dir
     csv_train: str = "train.csv"
     csv_val: str = ""
     csv_test: str = "test.csv"
     csv_image_dir: str = ""
     train_split: str = "train"
-    val_split: str = "val"              # "" = no validation split (then `val_fraction` of train, or none)
+    val_split: str = "val"  # "" = no validation split (then `val_fraction` of train, or none)
     test_split: str = "test"
-    val_fraction: float = 0.0           # held out of train (by seed) when the dataset has no val split
-    skip_bad_images: bool = False       # passed to the datasets: skip unreadable images instead of failing
-    num_workers: int = 0                # DataLoader workers; 0 keeps everything in the main process
-    augment: str = "flip"               # default (flip + RandAugment + Cutout) | flip | none
+    val_fraction: float = 0.0  # held out of train (by seed) when the dataset has no val split
+    skip_bad_images: bool = (
+        False  # passed to the datasets: skip unreadable images instead of failing
+    )
+    num_workers: int = 0  # DataLoader workers; 0 keeps everything in the main process
+    augment: str = "flip"  # default (flip + RandAugment + Cutout) | flip | none
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # ImageNet
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     # synthetic dataset (lcnet_fast.data.SyntheticScenes)
     synthetic_num_train: int = 1500
     synthetic_num_val: int = 200
     synthetic_num_test: int = 500
-    synthetic_image_size: int = 128     # full image side; must equal crop_level * image_size
+    synthetic_image_size: int = 128  # full image side; must equal crop_level * image_size
     synthetic_num_classes: int = 10
     synthetic_seed: int = 0
-    synthetic_cache: bool = True        # keep drawn images in memory across epochs (main process only)
+    synthetic_cache: bool = True  # keep drawn images in memory across epochs (main process only)
     # label graph initialisation
-    label_embeddings: str = "one_hot"   # one_hot | path to a word-vector file (load_word_vectors)
-    correlation_init: str = "cosine"    # cosine (of the embeddings) | cooccurrence (of train labels)
+    label_embeddings: str = "one_hot"  # one_hot | path to a word-vector file (load_word_vectors)
+    correlation_init: str = "cosine"  # cosine (of the embeddings) | cooccurrence (of train labels)
 
 
 @dataclass
 class ModelConfig:
-    backbone: str = "resnet10t"
+    backbone: str = "test_resnet"  # timm's tiny test ResNet: the synthetic job fits 2 CPU cores
     pretrained: bool = False
     crop_level: int = 2
-    image_size: int = 64                # backbone view size M; the model input is crop_level * M
+    image_size: int = 64  # backbone view size M; the model input is crop_level * M
     d_model: int = 128
     num_heads: int = 4
-    num_layers: int = 1
+    num_layers: int = 2
     dim_feedforward: int = 256
     dropout: float = 0.1
     num_gat_layers: int = 1
     use_graph: bool = True
     mirror_inputs: bool = False
-    max_views_per_call: int = 0         # 0 = the model's per-device default
-    drop_path_rate: float = 0.0         # passed to timm as backbone_kwargs when > 0
+    max_views_per_call: int = 0  # 0 = the model's per-device default
+    drop_path_rate: float = 0.0  # passed to timm as backbone_kwargs when > 0
 
 
 @dataclass
@@ -100,36 +114,36 @@ class LossConfig:
 @dataclass
 class OptimConfig:
     lr: float = 2e-3
-    weight_decay: float = 1e-4          # not stated in the paper; ASL/ML-Decoder use 1e-4
+    weight_decay: float = 1e-4  # not stated in the paper; ASL/ML-Decoder use 1e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    pct_start: float = 0.2              # OneCycleLR warm-up fraction (ASL's training script)
+    pct_start: float = 0.2  # OneCycleLR warm-up fraction (ASL's training script)
     div_factor: float = 25.0
     final_div_factor: float = 1e4
-    grad_clip: float = 0.0              # max global grad norm; 0 = no clipping
+    grad_clip: float = 0.0  # max global grad norm; 0 = no clipping
     accumulation_steps: int = 1
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 12
-    batch_size: int = 32                # per process
+    epochs: int = 6
+    batch_size: int = 32  # per process
     eval_batch_size: int = 64
     seed: int = 0
-    device: str = "auto"                # auto | cpu | cuda | cuda:N
-    precision: str = "auto"             # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
     ema: bool = True
-    ema_decay: float = 0.9997           # ASL/ML-Decoder value; the paper does not state one
-    ema_warmup: bool = True             # decay = min(ema_decay, (1 + n) / (10 + n)) over updates n
-    report_ema: bool = True             # report (and select best by) the EMA weights; fixed before training
-    eval_every: int = 1                 # validate every N epochs (and always after the last)
-    select_metric: str = "mAP"          # validation metric that picks `best`
-    final_weights: str = "best"         # best | last: which checkpoint the final test metrics use
+    ema_decay: float = 0.9997  # ASL/ML-Decoder value; the paper does not state one
+    ema_warmup: bool = True  # decay = min(ema_decay, (1 + n) / (10 + n)) over updates n
+    report_ema: bool = True  # report (and select best by) the EMA weights; fixed before training
+    eval_every: int = 1  # validate every N epochs (and always after the last)
+    select_metric: str = "mAP"  # validation metric that picks `best`
+    final_weights: str = "best"  # best | last: which checkpoint the final test metrics use
     threshold: float = 0.5
-    log_every: int = 10                 # progress line every N optimizer steps
-    checkpoint_every_steps: int = 0     # also save `last` every N optimizer steps (mid-epoch resume)
-    output: str = ""                    # run directory; "" = runs/<name or timestamp>
+    log_every: int = 10  # progress line every N optimizer steps
+    checkpoint_every_steps: int = 0  # also save `last` every N optimizer steps (mid-epoch resume)
+    output: str = ""  # run directory; "" = runs/<name or timestamp>
     name: str = ""
-    compile: bool = False               # torch.compile the model
+    compile: bool = False  # torch.compile the model
 
 
 @dataclass
@@ -142,12 +156,18 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         checks = [
-            (self.data.dataset in ("synthetic", "coco", "voc", "csv"), "data.dataset",
-             "one of synthetic, coco, voc, csv"),
+            (
+                self.data.dataset in ("synthetic", "coco", "voc", "csv"),
+                "data.dataset",
+                "one of synthetic, coco, voc, csv",
+            ),
             (self.model.crop_level >= 1, "model.crop_level", ">= 1"),
             (self.model.image_size >= 8, "model.image_size", ">= 8"),
-            (self.model.d_model % max(1, self.model.num_heads) == 0, "model.d_model",
-             f"divisible by model.num_heads={self.model.num_heads}"),
+            (
+                self.model.d_model % max(1, self.model.num_heads) == 0,
+                "model.d_model",
+                f"divisible by model.num_heads={self.model.num_heads}",
+            ),
             (self.model.max_views_per_call >= 0, "model.max_views_per_call", ">= 0"),
             (self.optim.lr > 0, "optim.lr", "> 0"),
             (self.optim.accumulation_steps >= 1, "optim.accumulation_steps", ">= 1"),
@@ -157,34 +177,64 @@ class RunConfig:
             (self.train.batch_size >= 1, "train.batch_size", ">= 1"),
             (self.train.eval_batch_size >= 1, "train.eval_batch_size", ">= 1"),
             (0.0 <= self.train.ema_decay < 1.0, "train.ema_decay", "in [0, 1)"),
-            (self.train.precision in ("auto", "bf16", "fp32"), "train.precision", "auto, bf16 or fp32"),
+            (
+                self.train.precision in ("auto", "bf16", "fp32"),
+                "train.precision",
+                "auto, bf16 or fp32",
+            ),
             (self.train.final_weights in ("best", "last"), "train.final_weights", "best or last"),
-            (not self.train.report_ema or self.train.ema, "train.report_ema",
-             "false when train.ema is false (there are no EMA weights to report)"),
+            (
+                not self.train.report_ema or self.train.ema,
+                "train.report_ema",
+                "false when train.ema is false (there are no EMA weights to report)",
+            ),
             (self.train.eval_every >= 1, "train.eval_every", ">= 1"),
             (0.0 <= self.data.val_fraction < 1.0, "data.val_fraction", "in [0, 1)"),
-            (len(self.data.mean) == 3 and len(self.data.std) == 3, "data.mean/std", "three numbers each"),
+            (
+                len(self.data.mean) == 3 and len(self.data.std) == 3,
+                "data.mean/std",
+                "three numbers each",
+            ),
             (self.loss.reduction in ("sum", "mean"), "loss.reduction", "sum or mean"),
         ]
         for ok, key, expected in checks:
             if not ok:
                 raise ConfigError(f"config {key} must be {expected}")
-        if (self.data.dataset == "synthetic"
-                and self.data.synthetic_image_size != self.model.crop_level * self.model.image_size):
+        if (
+            self.data.dataset == "synthetic"
+            and self.data.synthetic_image_size != self.model.crop_level * self.model.image_size
+        ):
             raise ConfigError(
-                f"data.synthetic_image_size ({self.data.synthetic_image_size}) must equal model.crop_level "
-                f"* model.image_size ({self.model.crop_level} * {self.model.image_size})")
+                f"data.synthetic_image_size ({self.data.synthetic_image_size}) must equal "
+                f"model.crop_level * model.image_size "
+                f"({self.model.crop_level} * {self.model.image_size})"
+            )
         return self
 
 
 # The paper's settings (section 4.1). Each preset is a nested override dict on top of the defaults.
 _PAPER = {
-    "model": {"backbone": "tresnet_l", "pretrained": True, "crop_level": 3, "image_size": 448,
-              "d_model": 768, "num_heads": 8, "num_layers": 6, "dim_feedforward": 2048, "dropout": 0.1,
-              "num_gat_layers": 1},
+    "model": {
+        "backbone": "tresnet_l",
+        "pretrained": True,
+        "crop_level": 3,
+        "image_size": 448,
+        "d_model": 768,
+        "num_heads": 8,
+        "num_layers": 6,
+        "dim_feedforward": 2048,
+        "dropout": 0.1,
+        "num_gat_layers": 1,
+    },
     "loss": {"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05},
     "optim": {"lr": 5e-5},
-    "train": {"epochs": 80, "batch_size": 56, "eval_batch_size": 56, "ema": True, "ema_decay": 0.9997},
+    "train": {
+        "epochs": 80,
+        "batch_size": 56,
+        "eval_batch_size": 56,
+        "ema": True,
+        "ema_decay": 0.9997,
+    },
     # RandAugment + Cutout, as in the ASL / ML-Decoder recipes the paper follows
     "data": {"augment": "default", "num_workers": 8},
 }
@@ -198,17 +248,20 @@ def _preset(data: dict, model: dict | None = None) -> dict:
 
 
 PRESETS: dict[str, dict] = {
-    # COCO 2014: train2014 to train, val2014 to test (as in the paper); validation = 5 % of train2014
+    # COCO 2014: train2014 to train, val2014 to test (as in the paper); validation: 5 % of train
     "paper-coco": _preset({"dataset": "coco", "val_split": "", "val_fraction": 0.05}),
     # VOC 2007: train / val / test
     "paper-voc": _preset({"dataset": "voc", "voc_year": "2007"}),
     # Synthetic fibre rope damage: CSV files with the paper's 60/20/20 split; crop level 4
-    "paper-rope": _preset({"dataset": "csv", "csv_train": "train.csv", "csv_val": "val.csv",
-                           "csv_test": "test.csv"}, {"crop_level": 4}),
+    "paper-rope": _preset(
+        {"dataset": "csv", "csv_train": "train.csv", "csv_val": "val.csv", "csv_test": "test.csv"},
+        {"crop_level": 4},
+    ),
 }
 
 
 # ----------------------------------------------------------------------------- dict <-> dataclass
+
 
 def config_to_dict(cfg: RunConfig) -> dict:
     return dataclasses.asdict(cfg)
@@ -289,7 +342,7 @@ def canonical_key(key: str) -> str:
         return matches[0]
     if len(matches) > 1:
         raise ConfigError(f"config key {key!r} is ambiguous; use one of {', '.join(matches)}")
-    raise _unknown(key, full + sorted({k.split('.', 1)[1] for k in full}))
+    raise _unknown(key, full + sorted({k.split(".", 1)[1] for k in full}))
 
 
 def _flatten(overrides: dict, prefix: str = "") -> dict[str, Any]:
@@ -322,6 +375,7 @@ def config_from_dict(data: dict) -> RunConfig:
 
 # ----------------------------------------------------------------------------- files and CLI
 
+
 def load_yaml(path: str) -> dict:
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
@@ -351,8 +405,8 @@ def _parse_scalar(text: str) -> Any:
 def parse_override_tokens(tokens: list[str]) -> dict[str, Any]:
     """['--optim.lr', '1e-3', '--ema', '--k=v'] -> {'optim.lr': 1e-3, 'ema': True, 'k': 'v'}.
 
-    A flag with no value (followed by another --flag or the end) means true, so boolean options work as
-    switches (``--skip-bad-images``).
+    A flag with no value (followed by another --flag or the end) means true, so boolean options
+    work as switches (``--skip-bad-images``).
     """
     out: dict[str, Any] = {}
     i = 0
@@ -365,7 +419,9 @@ def parse_override_tokens(tokens: list[str]) -> dict[str, Any]:
             key, text = key.split("=", 1)
             out[key] = _parse_scalar(text)
             i += 1
-        elif i + 1 < len(tokens) and not (tokens[i + 1].startswith("--") and len(tokens[i + 1]) > 2):
+        elif i + 1 < len(tokens) and not (
+            tokens[i + 1].startswith("--") and len(tokens[i + 1]) > 2
+        ):
             out[key] = _parse_scalar(tokens[i + 1])
             i += 2
         else:
@@ -374,16 +430,19 @@ def parse_override_tokens(tokens: list[str]) -> dict[str, Any]:
     return out
 
 
-def resolve_config(preset: str | None = None, config_file: str | None = None,
-                   overrides: dict | None = None) -> RunConfig:
-    """defaults < preset < YAML file < overrides. A YAML file may name a preset with `preset: NAME`."""
+def resolve_config(
+    preset: str | None = None, config_file: str | None = None, overrides: dict | None = None
+) -> RunConfig:
+    """defaults < preset < YAML file < overrides. A YAML file may name a preset (`preset: NAME`)."""
     file_data = load_yaml(config_file) if config_file else {}
     file_preset = file_data.pop("preset", None)
     chosen = preset or file_preset
     cfg = RunConfig()
     if chosen:
         if chosen not in PRESETS:
-            raise ConfigError(f"unknown preset {chosen!r}; choose one of {', '.join(sorted(PRESETS))}")
+            raise ConfigError(
+                f"unknown preset {chosen!r}; choose one of {', '.join(sorted(PRESETS))}"
+            )
         cfg = apply_overrides(cfg, PRESETS[chosen])
     cfg = apply_overrides(cfg, file_data)
     cfg = apply_overrides(cfg, overrides or {})

@@ -1,11 +1,12 @@
-"""Evaluate a checkpoint: ``python -m lcnet_fast.evaluate --checkpoint RUN_DIR_OR_FILE [--split test]``.
+"""Evaluate a checkpoint: ``python -m lcnet_fast.evaluate --checkpoint RUN_DIR_OR_FILE``.
 
-Prints the paper's table row (mAP, CP, CR, CF1, OP, OR, OF1 and their top-3 versions) and per-class AP,
-and writes them as JSON with ``--output``. The dataset is the one recorded in the checkpoint's run
-config unless ``--dataset`` / ``--data-root`` / ``--data.<key> VALUE`` say otherwise; preprocessing
-(crop level, view size, mean/std) always comes from the checkpoint. The dataset's classes must be the
-checkpoint's classes, in the same order.
+Prints the paper's table row (mAP, CP, CR, CF1, OP, OR, OF1 and their top-3 versions) and
+per-class AP, and writes them as JSON with ``--output``. The dataset is the one recorded in the
+checkpoint's run config unless ``--dataset`` / ``--data-root`` / ``--data.<key> VALUE`` say
+otherwise; preprocessing (crop level, view size, mean/std) always comes from the checkpoint. The
+dataset's classes must be the checkpoint's classes, in the same order.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,15 @@ import sys
 import torch
 
 from lcnet_fast.checkpoint import CheckpointError, compare_classes, load_checkpoint
-from lcnet_fast.config import ConfigError, DataConfig, ModelConfig, apply_overrides, config_from_dict, parse_override_tokens
+from lcnet_fast.config import (
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    apply_overrides,
+    canonical_key,
+    config_from_dict,
+    parse_override_tokens,
+)
 from lcnet_fast.engine.data import EmptySplitError, build_split, make_loader
 from lcnet_fast.engine.distributed import pick_device
 from lcnet_fast.engine.loop import resolve_precision, score_split
@@ -24,15 +33,35 @@ from lcnet_fast.engine.sampler import ShardSampler
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m lcnet_fast.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="run directory (uses its best, else last) or .safetensors file")
-    parser.add_argument("--dataset", help="synthetic | coco | voc | csv (default: the one the checkpoint was trained on)")
+    parser = argparse.ArgumentParser(
+        prog="python -m lcnet_fast.evaluate", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="run directory (uses its best, else last) or .safetensors file",
+    )
+    parser.add_argument(
+        "--dataset",
+        help="synthetic | coco | voc | csv (default: the one the checkpoint was trained on)",
+    )
     parser.add_argument("--data-root", dest="data_root", help="dataset root")
     parser.add_argument("--split", default="test", help="split to evaluate (default test)")
     parser.add_argument("--output", help="write the result as JSON here")
-    parser.add_argument("--weights", choices=("ema", "model"), help="weights to use (default: the run's reported ones)")
-    parser.add_argument("--threshold", type=float, help="decision threshold (default: the run's, normally 0.5)")
-    parser.add_argument("--batch-size", type=int, default=0, help="images per batch (default: the run's eval batch size)")
+    parser.add_argument(
+        "--weights",
+        choices=("ema", "model"),
+        help="weights to use (default: the run's reported ones)",
+    )
+    parser.add_argument(
+        "--threshold", type=float, help="decision threshold (default: the run's, normally 0.5)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=0,
+        help="images per batch (default: the run's eval batch size)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--num-workers", type=int, default=0)
     args, rest = parser.parse_known_args(argv)
@@ -50,9 +79,10 @@ def data_config(checkpoint, args, overrides: dict) -> tuple[DataConfig, ModelCon
         extra["data.root"] = args.data_root
     extra["data.num_workers"] = args.num_workers
     for key in extra:
-        if not key.replace("-", "_").startswith(("data.", "synthetic_", "coco_", "voc_", "csv_", "root", "dataset",
-                                                 "skip_bad_images")):
-            raise ConfigError(f"evaluate only takes data settings as --key value, got --{key}")
+        if not canonical_key(key).startswith("data."):
+            raise ConfigError(
+                f"evaluate takes only data settings as --key value (data.*), got --{key}"
+            )
     cfg = apply_overrides(cfg, extra)
     # preprocessing is part of the model: always the checkpoint's
     pre = checkpoint.meta["preprocess"]
@@ -69,23 +99,38 @@ def evaluate(args, overrides: dict) -> dict:
     checkpoint = load_checkpoint(args.checkpoint)
     data, model_cfg, threshold, batch_size = data_config(checkpoint, args, overrides)
     device = pick_device(args.device)
-    dataset = build_split(args.split, data, model_cfg, train=False,
-                          classes=checkpoint.classes if data.dataset != "synthetic" else None)
+    dataset = build_split(
+        args.split,
+        data,
+        model_cfg,
+        train=False,
+        classes=checkpoint.classes if data.dataset != "synthetic" else None,
+    )
     if len(dataset) == 0:
         raise EmptySplitError(f"{data.dataset} split {args.split!r} has no images")
     compare_classes(checkpoint.classes, list(dataset.classes), checkpoint.path)
     weights = args.weights or checkpoint.meta["weights"]
     if not checkpoint.has(weights):
-        raise CheckpointError(f"{checkpoint.path} holds no {weights!r} weights (it has the run's reported "
-                              f"{checkpoint.meta['weights']!r} weights)")
+        raise CheckpointError(
+            f"{checkpoint.path} holds no {weights!r} weights (it has the run's reported "
+            f"{checkpoint.meta['weights']!r} weights)"
+        )
     model = model_from_checkpoint(checkpoint, device, weights=weights)
     sampler = ShardSampler(len(dataset))
-    loader = make_loader(dataset, batch_size, sampler, args.num_workers, drop_last=False,
-                         pin_memory=device.type == "cuda")
+    loader = make_loader(
+        dataset,
+        batch_size,
+        sampler,
+        args.num_workers,
+        drop_last=False,
+        pin_memory=device.type == "cuda",
+    )
     precision = resolve_precision("auto", device)
     _, scores, targets = score_split(model, loader, sampler.indices, device, precision)
     metrics = compute_metrics(scores, targets, threshold)
-    return summary(metrics, checkpoint.classes, args.split, len(dataset), threshold, weights, checkpoint.path)
+    return summary(
+        metrics, checkpoint.classes, args.split, len(dataset), threshold, weights, checkpoint.path
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,9 +2,10 @@
 
 For each image, the labels whose probability reaches ``--threshold`` (default 0.5), most probable
 first; ``--top-k K`` also lists the K most probable labels whatever their probability. Images are
-preprocessed exactly as the checkpoint records (crop level, view size, mean/std). A directory means
-every image file directly inside it, in name order. ``--format json`` prints machine-readable output.
+preprocessed exactly as the checkpoint records (crop level, view size, mean/std). A directory
+means every image file directly inside it, in name order. ``--format json`` prints JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,15 +22,25 @@ from lcnet_fast.engine.model import model_from_checkpoint
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m lcnet_fast.predict", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lcnet_fast.predict", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
-    parser.add_argument("--checkpoint", required=True, help="run directory (uses its best, else last) or .safetensors file")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="run directory (uses its best, else last) or .safetensors file",
+    )
     parser.add_argument("--threshold", type=float, default=0.5)
-    parser.add_argument("--top-k", dest="top_k", type=int, default=0, help="also list the K most probable labels")
+    parser.add_argument(
+        "--top-k", dest="top_k", type=int, default=0, help="also list the K most probable labels"
+    )
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--weights", choices=("ema", "model"), help="default: the run's reported weights")
+    parser.add_argument(
+        "--weights", choices=("ema", "model"), help="default: the run's reported weights"
+    )
     args = parser.parse_args(argv)
     if args.top_k < 0:
         parser.error("--top-k must be >= 0")
@@ -42,8 +53,12 @@ def image_files(inputs: list[str]) -> list[str]:
     files = []
     for item in inputs:
         if os.path.isdir(item):
-            found = sorted(os.path.join(item, name) for name in os.listdir(item)
-                           if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(item, name)))
+            found = sorted(
+                os.path.join(item, name)
+                for name in os.listdir(item)
+                if name.lower().endswith(IMAGE_EXTENSIONS)
+                and os.path.isfile(os.path.join(item, name))
+            )
             if not found:
                 raise FileNotFoundError(f"no image files in directory {item}")
             files += found
@@ -52,8 +67,15 @@ def image_files(inputs: list[str]) -> list[str]:
     return files
 
 
-def predict(checkpoint_path: str, inputs: list[str], threshold: float = 0.5, top_k: int = 0,
-            batch_size: int = 16, device: str = "auto", weights: str | None = None) -> list[dict]:
+def predict(
+    checkpoint_path: str,
+    inputs: list[str],
+    threshold: float = 0.5,
+    top_k: int = 0,
+    batch_size: int = 16,
+    device: str = "auto",
+    weights: str | None = None,
+) -> list[dict]:
     """[{image, labels: [{label, probability}], top_k: [...]}] for every image."""
     from lcnet_fast.data import build_transforms, load_image
 
@@ -63,24 +85,36 @@ def predict(checkpoint_path: str, inputs: list[str], threshold: float = 0.5, top
     target = pick_device(device)
     model = model_from_checkpoint(checkpoint, target, weights=weights)
     pre = checkpoint.meta["preprocess"]
-    transform = build_transforms(train=False, crop_level=pre["crop_level"], image_size=pre["image_size"],
-                                 mean=pre["mean"], std=pre["std"])
+    transform = build_transforms(
+        train=False,
+        crop_level=pre["crop_level"],
+        image_size=pre["image_size"],
+        mean=pre["mean"],
+        std=pre["std"],
+    )
     classes = checkpoint.classes
     precision = resolve_precision("auto", target)
     files = image_files(inputs)
     results = []
     for start in range(0, len(files), batch_size):
-        chunk = files[start:start + batch_size]
+        chunk = files[start : start + batch_size]
         batch = torch.stack([transform(load_image(path)) for path in chunk]).to(target)
         with torch.inference_mode(), autocast(target, precision):
             probabilities = torch.sigmoid(model(batch).float()).cpu()
-        for path, probs in zip(chunk, probabilities):
+        for path, probs in zip(chunk, probabilities, strict=True):
             order = torch.argsort(probs, descending=True, stable=True).tolist()
-            entry = {"image": path,
-                     "labels": [{"label": classes[i], "probability": float(probs[i])} for i in order
-                                if probs[i] >= threshold]}
+            entry = {
+                "image": path,
+                "labels": [
+                    {"label": classes[i], "probability": float(probs[i])}
+                    for i in order
+                    if probs[i] >= threshold
+                ],
+            }
             if top_k:
-                entry["top_k"] = [{"label": classes[i], "probability": float(probs[i])} for i in order[:top_k]]
+                entry["top_k"] = [
+                    {"label": classes[i], "probability": float(probs[i])} for i in order[:top_k]
+                ]
             results.append(entry)
     return results
 
@@ -91,15 +125,24 @@ def format_table(results: list[dict], threshold: float) -> str:
         found = ", ".join(f"{item['label']} {item['probability']:.3f}" for item in entry["labels"])
         lines.append(f"{entry['image']}: {found or f'(no label >= {threshold})'}")
         if "top_k" in entry:
-            ranked = ", ".join(f"{item['label']} {item['probability']:.3f}" for item in entry["top_k"])
+            ranked = ", ".join(
+                f"{item['label']} {item['probability']:.3f}" for item in entry["top_k"]
+            )
             lines.append(f"  top-{len(entry['top_k'])}: {ranked}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    results = predict(args.checkpoint, args.inputs, args.threshold, args.top_k, args.batch_size, args.device,
-                      args.weights)
+    results = predict(
+        args.checkpoint,
+        args.inputs,
+        args.threshold,
+        args.top_k,
+        args.batch_size,
+        args.device,
+        args.weights,
+    )
     if args.format == "json":
         print(json.dumps(results, indent=2))
     else:

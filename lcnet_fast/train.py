@@ -1,18 +1,20 @@
-"""Train LCNet: ``python -m lcnet_fast.train [--preset NAME] [--config FILE.yaml] [--key value ...]``.
+"""Train LCNet: ``python -m lcnet_fast.train [--preset NAME] [--config FILE.yaml] [--key value]``.
 
-With no argument it trains the built-in synthetic job (a tiny backbone on procedurally drawn scenes)
-and prints the test-split metric table. ``--resume RUN_DIR`` continues a stopped run to the same
-result as an uninterrupted one. Under ``torchrun --nproc_per_node N -m lcnet_fast.train ...`` it runs
-DistributedDataParallel (NCCL on GPU, gloo on CPU); only rank 0 writes files.
+With no argument it trains the built-in synthetic job (a tiny backbone on procedurally drawn
+scenes) and prints the test-split metric table. ``--resume RUN_DIR`` continues a stopped run to the
+same result as an uninterrupted one. Under ``torchrun --nproc_per_node N -m lcnet_fast.train ...``
+it runs DistributedDataParallel (NCCL on GPU, gloo on CPU); only rank 0 writes files.
 
 Run directory (``--output DIR``, default ``runs/<name or timestamp>``)::
 
     config.yaml                 the resolved config (repeat the run with --config DIR/config.yaml)
     log.csv                     one row per epoch
-    checkpoints/last.safetensors  everything needed to resume (weights, EMA, optimizer, scheduler, position)
+    checkpoints/last.safetensors  everything needed to resume (weights, EMA, optimizer, scheduler,
+                                  position)
     checkpoints/best.safetensors  the reported weights of the best epoch on the VALIDATION split
     metrics.json                test-split metrics of the final weights (train.final_weights)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,17 +24,42 @@ import time
 
 import numpy as np
 import torch
+import yaml
 
-from lcnet_fast.checkpoint import (Checkpoint, CheckpointError, CheckpointMismatchError, load_checkpoint,
-                                   load_weights_into, optimizer_state_from_tensors, optimizer_state_to_tensors,
-                                   save_checkpoint)
-from lcnet_fast.config import (ConfigError, RunConfig, apply_overrides, canonical_key, config_from_dict,
-                               config_to_dict, parse_override_tokens, resolve_config, save_config)
+from lcnet_fast.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointMismatchError,
+    load_checkpoint,
+    load_weights_into,
+    optimizer_state_from_tensors,
+    optimizer_state_to_tensors,
+    save_checkpoint,
+)
+from lcnet_fast.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    canonical_key,
+    config_from_dict,
+    config_to_dict,
+    parse_override_tokens,
+    resolve_config,
+    save_config,
+)
+from lcnet_fast.data.base import ImageLoadError
 from lcnet_fast.engine import distributed, seeding
 from lcnet_fast.engine.data import EmptySplitError, Splits, build_splits, make_loader
 from lcnet_fast.engine.ema import ModelEMA
-from lcnet_fast.engine.loop import (NonFiniteLossError, Position, TrainParts, resolve_precision, score_split,
-                                    steps_in_epoch, train_epoch)
+from lcnet_fast.engine.loop import (
+    NonFiniteLossError,
+    Position,
+    TrainParts,
+    resolve_precision,
+    score_split,
+    steps_in_epoch,
+    train_epoch,
+)
 from lcnet_fast.engine.model import architecture, build_model, model_config_from
 from lcnet_fast.engine.progress import EpochCSV, Progress
 from lcnet_fast.engine.report import compute_metrics, format_table, summary, write_json
@@ -40,24 +67,50 @@ from lcnet_fast.engine.sampler import EpochSampler, SeededAugmentation, ShardSam
 
 # Settings that may differ when resuming (where the data lives, how fast, how chatty); anything else
 # would make the resumed run a different run.
-RESUME_OVERRIDABLE = {"data.root", "data.num_workers", "data.csv_image_dir", "data.skip_bad_images",
-                      "train.device", "train.log_every", "train.eval_batch_size", "train.output"}
+RESUME_OVERRIDABLE = {
+    "data.root",
+    "data.num_workers",
+    "data.csv_image_dir",
+    "data.skip_bad_images",
+    "train.device",
+    "train.log_every",
+    "train.eval_batch_size",
+    "train.output",
+}
 
-USER_ERRORS = (ConfigError, CheckpointError, EmptySplitError, NonFiniteLossError, FileNotFoundError)
+# errors caused by the user's input, reported by the console entry as one line without a traceback
+USER_ERRORS = (
+    ConfigError,
+    CheckpointError,
+    EmptySplitError,
+    NonFiniteLossError,
+    FileNotFoundError,
+    ImageLoadError,
+)
 
 
 # ----------------------------------------------------------------------------- command line
 
+
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
     parser = argparse.ArgumentParser(
         prog="python -m lcnet_fast.train",
-        description="Train LCNet. Any config value can be set with --section.key VALUE or --key VALUE "
-                    "(see lcnet_fast/config.py); precedence: CLI > --config YAML > --preset > defaults.")
+        description="Train LCNet. Any config value can be set with --section.key VALUE or "
+        "--key VALUE (see lcnet_fast/config.py or --print-config); precedence: "
+        "CLI > --config YAML > --preset > defaults.",
+    )
     parser.add_argument("--config", help="YAML file with (nested) config values")
-    parser.add_argument("--preset", help="paper-coco | paper-voc | paper-rope: the paper's settings")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    parser.add_argument(
+        "--preset", help="paper-coco | paper-voc | paper-rope: the paper's settings"
+    )
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint"
+    )
     parser.add_argument("--data-root", dest="data_root", help="dataset root (= --data.root)")
     parser.add_argument("--output", help="run directory (= --train.output)")
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the resolved config as YAML and exit"
+    )
     args, rest = parser.parse_known_args(argv)
     overrides = parse_override_tokens(rest)
     if args.data_root is not None:
@@ -81,22 +134,30 @@ def default_run_dir(cfg: RunConfig) -> str:
 def resume_config(run_dir: str, overrides: dict) -> tuple[RunConfig, Checkpoint]:
     last = os.path.join(run_dir, "checkpoints", "last.safetensors")
     if not os.path.isfile(last):
-        raise CheckpointError(f"cannot resume: {last} does not exist (no checkpoint was saved in {run_dir})")
+        raise CheckpointError(
+            f"cannot resume: {last} does not exist (no checkpoint was saved in {run_dir})"
+        )
     checkpoint = load_checkpoint(last)
     if checkpoint.meta.get("kind") != "training":
-        raise CheckpointError(f"cannot resume from {last}: it holds weights only, not a training state")
+        raise CheckpointError(
+            f"cannot resume from {last}: it holds weights only, not a training state"
+        )
     cfg = config_from_dict(checkpoint.meta["config"])
     changed = {canonical_key(k) for k in overrides}
     refused = sorted(changed - RESUME_OVERRIDABLE)
     if refused:
-        raise ConfigError(f"--resume continues the recorded run; these settings cannot change: {', '.join(refused)} "
-                          f"(allowed: {', '.join(sorted(RESUME_OVERRIDABLE))})")
+        raise ConfigError(
+            "--resume continues the recorded run; these settings cannot change: "
+            f"{', '.join(refused)} "
+            f"(allowed: {', '.join(sorted(RESUME_OVERRIDABLE))})"
+        )
     cfg = apply_overrides(cfg, overrides)
     cfg.train.output = run_dir
     return cfg.validate(), checkpoint
 
 
 # ----------------------------------------------------------------------------- building blocks
+
 
 def label_graph_init(cfg: RunConfig, splits: Splits) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(label embeddings (C, E), correlation init (C, C) or None = cosine of the embeddings)."""
@@ -106,38 +167,54 @@ def label_graph_init(cfg: RunConfig, splits: Splits) -> tuple[torch.Tensor, torc
     else:
         from lcnet_fast.data import load_word_vectors
 
-        embeddings = torch.as_tensor(load_word_vectors(cfg.data.label_embeddings, splits.classes), dtype=torch.float32)
+        embeddings = torch.as_tensor(
+            load_word_vectors(cfg.data.label_embeddings, splits.classes), dtype=torch.float32
+        )
     if cfg.data.correlation_init == "cosine":
         return embeddings, None
     if cfg.data.correlation_init == "cooccurrence":
         from lcnet_fast.data import cooccurrence
 
         return embeddings, torch.as_tensor(cooccurrence(splits.train.labels), dtype=torch.float32)
-    raise ConfigError(f"data.correlation_init must be cosine or cooccurrence, got {cfg.data.correlation_init!r}")
+    raise ConfigError(
+        f"data.correlation_init must be cosine or cooccurrence, got {cfg.data.correlation_init!r}"
+    )
 
 
 def build_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
-    # weight decay on matrices/kernels only; biases and norm scales are left alone (ASL/ML-Decoder practice)
+    # weight decay on matrices/kernels only; biases and norm scales are left alone (as ASL and
+    # ML-Decoder do)
     decay, no_decay = [], []
     for _, param in model.named_parameters():
         if param.requires_grad:
             (decay if param.ndim >= 2 else no_decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": cfg.optim.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
 
 
 def build_criterion(cfg: RunConfig):
     from lcnet_fast.losses import AsymmetricLoss
 
-    return AsymmetricLoss(gamma_pos=cfg.loss.gamma_pos, gamma_neg=cfg.loss.gamma_neg, clip=cfg.loss.clip,
-                          eps=cfg.loss.eps, reduction=cfg.loss.reduction)
+    return AsymmetricLoss(
+        gamma_pos=cfg.loss.gamma_pos,
+        gamma_neg=cfg.loss.gamma_neg,
+        clip=cfg.loss.clip,
+        eps=cfg.loss.eps,
+        reduction=cfg.loss.reduction,
+    )
 
 
 def preprocess_record(cfg: RunConfig) -> dict:
-    return {"crop_level": cfg.model.crop_level, "image_size": cfg.model.image_size,
-            "input_size": cfg.model.crop_level * cfg.model.image_size,
-            "mean": list(cfg.data.mean), "std": list(cfg.data.std)}
+    return {
+        "crop_level": cfg.model.crop_level,
+        "image_size": cfg.model.image_size,
+        "input_size": cfg.model.crop_level * cfg.model.image_size,
+        "mean": list(cfg.data.mean),
+        "std": list(cfg.data.std),
+    }
 
 
 class Run:
@@ -145,7 +222,9 @@ class Run:
 
     def __init__(self, cfg: RunConfig, run_dir: str, resume: Checkpoint | None = None):
         self.cfg, self.resume_from = cfg, resume
-        self.device = distributed.pick_device(cfg.train.device, int(os.environ.get("LOCAL_RANK", 0)))
+        self.device = distributed.pick_device(
+            cfg.train.device, int(os.environ.get("LOCAL_RANK", 0))
+        )
         self.dist = distributed.init_distributed(self.device)
         self.run_dir = distributed.broadcast_object(run_dir, self.dist)
         self.main = self.dist.is_main
@@ -159,9 +238,13 @@ class Run:
         cfg = self.cfg
         if self.main:
             os.makedirs(self.ckpt_dir, exist_ok=True)
-            if self.resume_from is None and os.path.isfile(os.path.join(self.ckpt_dir, "last.safetensors")):
-                raise ConfigError(f"run directory {self.run_dir} already holds a run; continue it with "
-                                  f"--resume {self.run_dir} or choose another --output")
+            if self.resume_from is None and os.path.isfile(
+                os.path.join(self.ckpt_dir, "last.safetensors")
+            ):
+                raise ConfigError(
+                    f"run directory {self.run_dir} already holds a run; continue it with "
+                    f"--resume {self.run_dir} or choose another --output"
+                )
             save_config(cfg, os.path.join(self.run_dir, "config.yaml"))
         distributed.barrier(self.dist)
         self.splits = build_splits(cfg.data, cfg.model, cfg.train.seed)
@@ -173,18 +256,32 @@ class Run:
         torch.manual_seed(seeding.derive_seed(cfg.train.seed, seeding.INIT))
         model = build_model(self.model_config, embeddings, correlation).to(self.device)
         self.raw_model = model
-        self.ema = ModelEMA(model, cfg.train.ema_decay, cfg.train.ema_warmup) if cfg.train.ema else None
+        self.ema = (
+            ModelEMA(model, cfg.train.ema_decay, cfg.train.ema_warmup) if cfg.train.ema else None
+        )
         self.optimizer = build_optimizer(model, cfg)
 
         self.train_data = SeededAugmentation(self.splits.train, cfg.train.seed)
         per_rank = -(-len(self.train_data) // self.dist.world_size)
-        self.drop_last = per_rank >= cfg.train.batch_size  # keeps BatchNorm away from a 1-image batch
-        self.batches_per_epoch = (per_rank // cfg.train.batch_size if self.drop_last
-                                  else -(-per_rank // cfg.train.batch_size))
-        total_steps = cfg.train.epochs * steps_in_epoch(self.batches_per_epoch, cfg.optim.accumulation_steps)
+        self.drop_last = (
+            per_rank >= cfg.train.batch_size
+        )  # keeps BatchNorm away from a 1-image batch
+        self.batches_per_epoch = (
+            per_rank // cfg.train.batch_size
+            if self.drop_last
+            else -(-per_rank // cfg.train.batch_size)
+        )
+        total_steps = cfg.train.epochs * steps_in_epoch(
+            self.batches_per_epoch, cfg.optim.accumulation_steps
+        )
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizer, max_lr=cfg.optim.lr, total_steps=total_steps, pct_start=cfg.optim.pct_start,
-            div_factor=cfg.optim.div_factor, final_div_factor=cfg.optim.final_div_factor)
+            self.optimizer,
+            max_lr=cfg.optim.lr,
+            total_steps=total_steps,
+            pct_start=cfg.optim.pct_start,
+            div_factor=cfg.optim.div_factor,
+            final_div_factor=cfg.optim.final_div_factor,
+        )
         self.position = Position()
         self.best: dict | None = None
         if self.resume_from is not None:
@@ -193,38 +290,62 @@ class Run:
         self.forward_model = model
         if self.dist.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            # find_unused_parameters: the last LLCD layer's KV_img/KV_graph branch (mha3, mha4, norm_int5,
-            # norm_int6) feeds nothing -- only Q_lbl reaches the head -- so those weights get no gradient
-            self.forward_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
-                                                                           find_unused_parameters=True)
+            # find_unused_parameters: the last LLCD layer's KV_img/KV_graph branch (mha3, mha4,
+            # norm_int5, norm_int6) feeds nothing -- only Q_lbl reaches the head -- so those
+            # weights get no gradient
+            self.forward_model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=device_ids, find_unused_parameters=True
+            )
         if cfg.train.compile:
             self.forward_model = torch.compile(self.forward_model)
         self.parts = TrainParts(
-            model=self.forward_model, raw_model=model, optimizer=self.optimizer, scheduler=self.scheduler,
-            criterion=build_criterion(cfg), ema=self.ema, device=self.device, precision=self.precision,
-            dist=self.dist, seed=cfg.train.seed, accumulation_steps=cfg.optim.accumulation_steps,
-            grad_clip=cfg.optim.grad_clip, loss_reduction=cfg.loss.reduction)
-        self.sampler = EpochSampler(len(self.train_data), cfg.train.seed, True, self.dist.rank, self.dist.world_size)
+            model=self.forward_model,
+            raw_model=model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            criterion=build_criterion(cfg),
+            ema=self.ema,
+            device=self.device,
+            precision=self.precision,
+            dist=self.dist,
+            seed=cfg.train.seed,
+            accumulation_steps=cfg.optim.accumulation_steps,
+            grad_clip=cfg.optim.grad_clip,
+            loss_reduction=cfg.loss.reduction,
+        )
+        self.sampler = EpochSampler(
+            len(self.train_data), cfg.train.seed, True, self.dist.rank, self.dist.world_size
+        )
 
     def _restore(self, checkpoint: Checkpoint) -> None:
         meta = checkpoint.meta
         if architecture(meta["model_config"]) != architecture(self.model_config):
             from lcnet_fast.checkpoint import compare_model_configs
 
-            compare_model_configs(architecture(meta["model_config"]), architecture(self.model_config), checkpoint.path)
+            compare_model_configs(
+                architecture(meta["model_config"]), architecture(self.model_config), checkpoint.path
+            )
         if meta["classes"] != self.classes:
-            raise CheckpointMismatchError(f"{checkpoint.path} was trained on other classes than the dataset has now")
+            raise CheckpointMismatchError(
+                f"{checkpoint.path} was trained on other classes than the dataset has now"
+            )
         load_weights_into(self.raw_model, checkpoint.tensors("model"), f"{checkpoint.path} [model]")
         if self.ema is not None:
-            load_weights_into(self.ema.module, checkpoint.tensors("ema"), f"{checkpoint.path} [ema]")
+            load_weights_into(
+                self.ema.module, checkpoint.tensors("ema"), f"{checkpoint.path} [ema]"
+            )
             self.ema.updates = int(meta["ema_updates"])
-        self.optimizer.load_state_dict(optimizer_state_from_tensors(checkpoint.tensors("optimizer"), meta["optimizer"]))
+        self.optimizer.load_state_dict(
+            optimizer_state_from_tensors(checkpoint.tensors("optimizer"), meta["optimizer"])
+        )
         self.scheduler.load_state_dict(meta["scheduler"])
         self.position = Position(**meta["position"])
         self.best = meta.get("best")
         self.csv.truncate_after(self.position.epoch)
-        self.progress.print(f"resumed {self.run_dir} at epoch {self.position.epoch} "
-                            f"(+{self.position.batch} batches), step {self.position.step}")
+        self.progress.print(
+            f"resumed {self.run_dir} at epoch {self.position.epoch} "
+            f"(+{self.position.batch} batches), step {self.position.step}"
+        )
 
     # -- checkpoints
     @property
@@ -235,10 +356,18 @@ class Run:
         return self.ema.module if self.cfg.train.report_ema else self.raw_model
 
     def _meta(self, kind: str, weights: str) -> dict:
-        return {"kind": kind, "classes": self.classes, "model_config": self.model_config,
-                "preprocess": preprocess_record(self.cfg), "weights": weights, "holds_ema": self.ema is not None
-                and (kind == "training" or weights == "ema"), "report_ema": self.cfg.train.report_ema,
-                "epoch": self.position.epoch, "step": self.position.step, "config": config_to_dict(self.cfg)}
+        return {
+            "kind": kind,
+            "classes": self.classes,
+            "model_config": self.model_config,
+            "preprocess": preprocess_record(self.cfg),
+            "weights": weights,
+            "holds_ema": self.ema is not None and (kind == "training" or weights == "ema"),
+            "report_ema": self.cfg.train.report_ema,
+            "epoch": self.position.epoch,
+            "step": self.position.step,
+            "config": config_to_dict(self.cfg),
+        }
 
     def save_last(self) -> None:
         if not self.main:
@@ -249,9 +378,13 @@ class Run:
         optimizer_tensors, optimizer_rest = optimizer_state_to_tensors(self.optimizer.state_dict())
         tensors.update(optimizer_tensors)
         meta = self._meta("training", self.reported_prefix)
-        meta.update(optimizer=optimizer_rest, scheduler=self.scheduler.state_dict(),
-                    ema_updates=self.ema.updates if self.ema else 0, position=self.position.state(),
-                    best=self.best)
+        meta.update(
+            optimizer=optimizer_rest,
+            scheduler=self.scheduler.state_dict(),
+            ema_updates=self.ema.updates if self.ema else 0,
+            position=self.position.state(),
+            best=self.best,
+        )
         save_checkpoint(os.path.join(self.ckpt_dir, "last.safetensors"), tensors, meta)
 
     def save_best(self, metrics: dict) -> None:
@@ -266,11 +399,21 @@ class Run:
     # -- evaluation
     def score(self, module: torch.nn.Module, dataset) -> tuple:
         sampler = ShardSampler(len(dataset), self.dist.rank, self.dist.world_size)
-        loader = make_loader(dataset, self.cfg.train.eval_batch_size, sampler, self.cfg.data.num_workers,
-                             drop_last=False, pin_memory=self.device.type == "cuda")
-        indices, scores, targets = score_split(module, loader, sampler.indices, self.device, self.precision)
+        loader = make_loader(
+            dataset,
+            self.cfg.train.eval_batch_size,
+            sampler,
+            self.cfg.data.num_workers,
+            drop_last=False,
+            pin_memory=self.device.type == "cuda",
+        )
+        indices, scores, targets = score_split(
+            module, loader, sampler.indices, self.device, self.precision
+        )
         num_classes = len(self.classes)
-        rows = np.concatenate([scores.reshape(-1, num_classes), targets.reshape(-1, num_classes)], axis=1)
+        rows = np.concatenate(
+            [scores.reshape(-1, num_classes), targets.reshape(-1, num_classes)], axis=1
+        )
         _, rows = distributed.gather_rows(indices, rows, self.dist)
         return rows[:, :num_classes], rows[:, num_classes:]
 
@@ -289,41 +432,75 @@ class Run:
 
     def fit(self) -> None:
         cfg = self.cfg
+        sizes = [
+            len(s) if s is not None else 0
+            for s in (self.splits.train, self.splits.val, self.splits.test)
+        ]
+        processes = f", {self.dist.world_size} processes" if self.dist.enabled else ""
         self.progress.print(
-            f"run {self.run_dir}: {cfg.data.dataset} ({len(self.splits.train)} train / "
-            f"{len(self.splits.val) if self.splits.val is not None else 0} val / {len(self.splits.test)} test images, "
-            f"{len(self.classes)} classes), {cfg.model.backbone} crop level {cfg.model.crop_level} x "
-            f"{cfg.model.image_size} px, {cfg.train.epochs} epochs on {self.device} ({self.precision}"
-            f"{', %d processes' % self.dist.world_size if self.dist.enabled else ''})")
+            f"run {self.run_dir}: {cfg.data.dataset} ({sizes[0]} train / {sizes[1]} val / "
+            f"{sizes[2]} test images, {len(self.classes)} classes), {cfg.model.backbone} "
+            f"crop level {cfg.model.crop_level} x {cfg.model.image_size} px, "
+            f"{cfg.train.epochs} epochs on {self.device} ({self.precision}{processes})"
+        )
         while self.position.epoch < cfg.train.epochs:
             epoch = self.position.epoch
             self.epoch_start = start = time.perf_counter() - self.position.seconds
             self.train_data.set_epoch(epoch)
             self.sampler.set_epoch(epoch, start=self.position.batch * cfg.train.batch_size)
-            loader = make_loader(self.train_data, cfg.train.batch_size, self.sampler, cfg.data.num_workers,
-                                 self.drop_last, pin_memory=self.device.type == "cuda")
-            train_epoch(self.parts, loader, self.batches_per_epoch, self.position, cfg.train.epochs, self.progress,
-                        cfg.train.log_every, self._on_step)
+            loader = make_loader(
+                self.train_data,
+                cfg.train.batch_size,
+                self.sampler,
+                cfg.data.num_workers,
+                self.drop_last,
+                pin_memory=self.device.type == "cuda",
+            )
+            train_epoch(
+                self.parts,
+                loader,
+                self.batches_per_epoch,
+                self.position,
+                cfg.train.epochs,
+                self.progress,
+                cfg.train.log_every,
+                self._on_step,
+            )
             seconds = time.perf_counter() - start
-            row = {"epoch": epoch + 1, "steps": self.position.step,
-                   "train_loss": f"{self.position.loss_sum / max(self.position.images, 1):.6f}",
-                   "lr": f"{self.position.lr:.3e}",
-                   "images_per_s": f"{self.position.images / max(seconds, 1e-9):.2f}",
-                   "epoch_seconds": f"{seconds:.2f}"}
+            row = {
+                "epoch": epoch + 1,
+                "steps": self.position.step,
+                "train_loss": f"{self.position.loss_sum / max(self.position.images, 1):.6f}",
+                "lr": f"{self.position.lr:.3e}",
+                "images_per_s": f"{self.position.images / max(seconds, 1e-9):.2f}",
+                "epoch_seconds": f"{seconds:.2f}",
+            }
             last_epoch = epoch + 1 == cfg.train.epochs
-            metrics = self.validate() if ((epoch + 1) % cfg.train.eval_every == 0 or last_epoch) else None
+            metrics = (
+                self.validate() if ((epoch + 1) % cfg.train.eval_every == 0 or last_epoch) else None
+            )
             self.position = Position(epoch=epoch + 1, step=self.position.step)
             if metrics is not None:
                 value = metrics[cfg.train.select_metric]
                 improved = self.best is None or value > self.best["value"]
-                row.update(val_metric=f"{value:.4f}", val_mAP=f"{metrics['mAP']:.4f}", best=int(improved))
+                row.update(
+                    val_metric=f"{value:.4f}", val_mAP=f"{metrics['mAP']:.4f}", best=int(improved)
+                )
                 if improved:
-                    self.best = {"epoch": epoch + 1, "metric": cfg.train.select_metric, "value": value}
+                    self.best = {
+                        "epoch": epoch + 1,
+                        "metric": cfg.train.select_metric,
+                        "value": value,
+                    }
                     self.save_best(metrics)
-                self.progress.print(f"epoch {epoch + 1}: val {cfg.train.select_metric} {value:.2f}"
-                                    f"{' (best)' if improved else ''}  [{seconds:.0f} s]")
+                self.progress.print(
+                    f"epoch {epoch + 1}: val {cfg.train.select_metric} {value:.2f}"
+                    f"{' (best)' if improved else ''}  [{seconds:.0f} s]"
+                )
             if self.main:
-                self.csv.append(row)  # before `last`: a crash in between redoes this epoch (see EpochCSV)
+                self.csv.append(
+                    row
+                )  # before `last`: a crash in between redoes this epoch (see EpochCSV)
             self.save_last()
             distributed.barrier(self.dist)
 
@@ -334,7 +511,11 @@ class Run:
             checkpoint = load_checkpoint(best)
             module = build_model(self.model_config, pretrained=False).to(self.device)
             load_weights_into(module, checkpoint.reported_weights(), best)
-            return module, f"best (epoch {self.best['epoch']}, val {self.best['metric']} {self.best['value']:.2f})"
+            return (
+                module,
+                f"best (epoch {self.best['epoch']}, "
+                f"val {self.best['metric']} {self.best['value']:.2f})",
+            )
         if self.cfg.train.final_weights == "best":
             self.progress.print("no validation split: reporting the last epoch's weights")
         return self.reported_module(), f"last (epoch {self.position.epoch})"
@@ -343,8 +524,15 @@ class Run:
         module, which = self.final_module()
         scores, targets = self.score(module, self.splits.test)
         metrics = compute_metrics(scores, targets, self.cfg.train.threshold)
-        result = summary(metrics, self.classes, self.cfg.data.test_split, len(self.splits.test),
-                         self.cfg.train.threshold, self.reported_prefix, which)
+        result = summary(
+            metrics,
+            self.classes,
+            self.cfg.data.test_split,
+            len(self.splits.test),
+            self.cfg.train.threshold,
+            self.reported_prefix,
+            which,
+        )
         if self.main:
             write_json(os.path.join(self.run_dir, "metrics.json"), result)
             self.progress.print(format_table(result))
@@ -352,7 +540,7 @@ class Run:
 
 
 def train(cfg: RunConfig, run_dir: str | None = None, resume: Checkpoint | None = None) -> dict:
-    """Train (or continue) a run and return its test-split result (also in <run dir>/metrics.json)."""
+    """Train (or continue) a run; return its test-split result (also <run dir>/metrics.json)."""
     run = Run(cfg, run_dir or default_run_dir(cfg), resume)
     try:
         run.setup()
@@ -366,11 +554,16 @@ def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(argv)
     if args.resume:
         if args.preset or args.config:
-            raise ConfigError("--resume takes the recorded config; do not pass --preset or --config with it")
+            raise ConfigError(
+                "--resume takes the recorded config; do not pass --preset or --config with it"
+            )
         cfg, checkpoint = resume_config(args.resume, overrides)
         train(cfg, args.resume, checkpoint)
     else:
         cfg = resolve_config(args.preset, args.config, overrides)
+        if args.print_config:
+            print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
+            return 0
         train(cfg)
     return 0
 

@@ -4,6 +4,7 @@ All dataset-specific knowledge of the drivers lives here. Validation and test sp
 the training split's class list, so a class missing from a small split does not shift the columns.
 An empty split is an error that names the split and its source.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,51 +42,94 @@ def transforms_for(train: bool, data: DataConfig, model: ModelConfig):
     from lcnet_fast.data.transforms import build_transforms
 
     if data.augment not in AUGMENT_CHOICES:
-        raise ConfigError(f"data.augment must be one of {', '.join(AUGMENT_CHOICES)}, got {data.augment!r}")
-    return build_transforms(train=train, crop_level=model.crop_level, image_size=model.image_size,
-                            augment=AUGMENT_CHOICES[data.augment], mean=tuple(data.mean), std=tuple(data.std))
+        raise ConfigError(
+            f"data.augment must be one of {', '.join(AUGMENT_CHOICES)}, got {data.augment!r}"
+        )
+    return build_transforms(
+        train=train,
+        crop_level=model.crop_level,
+        image_size=model.image_size,
+        augment=AUGMENT_CHOICES[data.augment],
+        mean=tuple(data.mean),
+        std=tuple(data.std),
+    )
 
 
-def build_split(split: str, data: DataConfig, model: ModelConfig, train: bool,
-                classes: list[str] | None = None) -> Dataset:
+def build_split(
+    split: str, data: DataConfig, model: ModelConfig, train: bool, classes: list[str] | None = None
+) -> Dataset:
     """One split ('train', 'val', 'test' or a dataset-specific name) of the configured dataset."""
     transform = transforms_for(train, data, model)
     kind = data.dataset
     if kind == "synthetic":
         from lcnet_fast.data.synthetic import SyntheticScenes
 
-        sizes = {"train": data.synthetic_num_train, "val": data.synthetic_num_val, "test": data.synthetic_num_test}
+        sizes = {
+            "train": data.synthetic_num_train,
+            "val": data.synthetic_num_val,
+            "test": data.synthetic_num_test,
+        }
         if split not in sizes:
             raise ConfigError(f"synthetic dataset has splits train, val, test; got {split!r}")
         if sizes[split] < 1:
-            raise EmptySplitError(f"synthetic split {split!r} is empty (data.synthetic_num_{split} = {sizes[split]})")
-        return SyntheticScenes(num_images=sizes[split], image_size=data.synthetic_image_size,
-                               num_classes=data.synthetic_num_classes, seed=data.synthetic_seed, split=split,
-                               transform=transform, cache=data.synthetic_cache)
+            raise EmptySplitError(
+                f"synthetic split {split!r} is empty (data.synthetic_num_{split} = {sizes[split]})"
+            )
+        return SyntheticScenes(
+            num_images=sizes[split],
+            image_size=data.synthetic_image_size,
+            num_classes=data.synthetic_num_classes,
+            seed=data.synthetic_seed,
+            split=split,
+            transform=transform,
+            cache=data.synthetic_cache,
+        )
     if kind == "coco":
         from lcnet_fast.data.coco import CocoDataset
 
-        files = {"train": (data.coco_train_images, data.coco_train_annotations),
-                 "test": (data.coco_test_images, data.coco_test_annotations)}
+        files = {
+            "train": (data.coco_train_images, data.coco_train_annotations),
+            "test": (data.coco_test_images, data.coco_test_annotations),
+        }
         if split not in files:
-            raise ConfigError(f"coco has splits train and test (val2014 serves as test, as in the paper); "
-                              f"got {split!r} -- use data.val_fraction for a validation split")
+            raise ConfigError(
+                f"coco has splits train and test (val2014 serves as test, as in the paper); "
+                f"got {split!r} -- use data.val_fraction for a validation split"
+            )
         images, annotations = files[split]
-        return CocoDataset(_path(data.root, images), _path(data.root, annotations), transform=transform,
-                           classes=classes, skip_bad_images=data.skip_bad_images)
+        return CocoDataset(
+            _path(data.root, images),
+            _path(data.root, annotations),
+            transform=transform,
+            classes=classes,
+            skip_bad_images=data.skip_bad_images,
+        )
     if kind == "voc":
         from lcnet_fast.data.voc import VOCDataset
 
-        return VOCDataset(data.root, split, year=data.voc_year, transform=transform, classes=classes,
-                          skip_bad_images=data.skip_bad_images)
+        return VOCDataset(
+            data.root,
+            split,
+            year=data.voc_year,
+            transform=transform,
+            classes=classes,
+            skip_bad_images=data.skip_bad_images,
+        )
     if kind == "csv":
         from lcnet_fast.data.csv_dataset import CSVDataset
 
         files = {"train": data.csv_train, "val": data.csv_val, "test": data.csv_test}
         if not files.get(split):
-            raise ConfigError(f"csv dataset: no file configured for split {split!r} (data.csv_{split})")
-        return CSVDataset(_path(data.root, files[split]), _path(data.root, data.csv_image_dir), transform=transform,
-                          classes=classes, skip_bad_images=data.skip_bad_images)
+            raise ConfigError(
+                f"csv dataset: no file configured for split {split!r} (data.csv_{split})"
+            )
+        return CSVDataset(
+            _path(data.root, files[split]),
+            _path(data.root, data.csv_image_dir),
+            transform=transform,
+            classes=classes,
+            skip_bad_images=data.skip_bad_images,
+        )
     raise ConfigError(f"unknown dataset {kind!r}")
 
 
@@ -94,8 +138,10 @@ def _check_not_empty(dataset: Dataset | None, split: str, data: DataConfig) -> N
         raise EmptySplitError(f"{data.dataset} split {split!r} has no images (root {data.root!r})")
 
 
-def build_splits(data: DataConfig, model: ModelConfig, seed: int, need_train: bool = True) -> Splits:
-    """train / val / test datasets; val is carved from train by `val_fraction` when there is no val split."""
+def build_splits(
+    data: DataConfig, model: ModelConfig, seed: int, need_train: bool = True
+) -> Splits:
+    """train / val / test datasets; without a val split, `val_fraction` of train is held out."""
     train = build_split(data.train_split, data, model, train=True) if need_train else None
     classes = list(train.classes) if train is not None else None
     val = None
@@ -103,7 +149,11 @@ def build_splits(data: DataConfig, model: ModelConfig, seed: int, need_train: bo
         val = build_split(data.val_split, data, model, train=False, classes=classes)
     elif data.val_fraction > 0 and train is not None:
         train, val = _hold_out(train, data, model, seed)
-    test = build_split(data.test_split, data, model, train=False, classes=classes) if data.test_split else None
+    test = (
+        build_split(data.test_split, data, model, train=False, classes=classes)
+        if data.test_split
+        else None
+    )
     for name, dataset in (("train", train), ("val", val), ("test", test)):
         _check_not_empty(dataset, name, data)
     if classes is None:
@@ -121,21 +171,35 @@ class _LabelledSubset(Subset):
 
 
 def _hold_out(train: Dataset, data: DataConfig, model: ModelConfig, seed: int):
-    """Split a dataset into (train, val) subsets by a seeded permutation; val gets eval transforms."""
+    """Split a dataset into (train, val) by a seeded permutation; val gets eval transforms."""
     n = len(train)
     count = int(round(n * data.val_fraction))
     if count < 1 or count >= n:
-        raise EmptySplitError(f"data.val_fraction {data.val_fraction} of {n} training images leaves an empty split")
+        raise EmptySplitError(
+            f"data.val_fraction {data.val_fraction} of {n} training images leaves an empty split"
+        )
     perm = torch.randperm(n, generator=seeding.generator(seed, seeding.SPLIT)).tolist()
     # a second reader of the same split with evaluation transforms, so validation is not augmented
-    val_source = build_split(data.train_split, data, model, train=False, classes=list(train.classes))
-    return _LabelledSubset(train, sorted(perm[count:])), _LabelledSubset(val_source, sorted(perm[:count]))
+    val_source = build_split(
+        data.train_split, data, model, train=False, classes=list(train.classes)
+    )
+    return _LabelledSubset(train, sorted(perm[count:])), _LabelledSubset(
+        val_source, sorted(perm[:count])
+    )
 
 
-def make_loader(dataset: Dataset, batch_size: int, sampler, num_workers: int, drop_last: bool,
-                pin_memory: bool) -> DataLoader:
+def make_loader(
+    dataset: Dataset, batch_size: int, sampler, num_workers: int, drop_last: bool, pin_memory: bool
+) -> DataLoader:
     from lcnet_fast.data.collate import collate_multilabel
 
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      drop_last=drop_last, pin_memory=pin_memory, persistent_workers=False,
-                      collate_fn=collate_multilabel)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        collate_fn=collate_multilabel,
+    )

@@ -1,10 +1,11 @@
-"""torchrun / DistributedDataParallel helpers. Single-process runs go through the same functions with
-world_size 1, so the training code has no `if distributed` branches beyond these calls.
+"""torchrun / DistributedDataParallel helpers. Single-process runs go through the same functions
+with world_size 1, so the training code has no `if distributed` branches beyond these calls.
 
 Backend: NCCL when the run uses CUDA, gloo on CPU. Only rank 0 writes files or prints progress;
-evaluation scores are gathered from all ranks and re-ordered by sample index, so metrics are computed
-on exactly the full split (no sampler padding).
+evaluation scores are gathered from all ranks and re-ordered by sample index, so metrics are
+computed on exactly the full split (no sampler padding).
 """
+
 import datetime
 import os
 from dataclasses import dataclass
@@ -86,8 +87,10 @@ def broadcast_object(obj, info: DistInfo):
     return box[0]
 
 
-def gather_rows(indices: np.ndarray, rows: np.ndarray, info: DistInfo) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate every rank's (indices, rows) and sort by index: the full split in dataset order."""
+def gather_rows(
+    indices: np.ndarray, rows: np.ndarray, info: DistInfo
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every rank's (indices, rows) concatenated and sorted by index: the split in dataset order."""
     if info.enabled:
         parts = [None] * info.world_size
         dist.all_gather_object(parts, (indices, rows))

@@ -1,10 +1,11 @@
-"""Exponential moving average of a model's weights (and floating buffers, e.g. BatchNorm statistics).
+"""Exponential moving average of the weights (and floating buffers, e.g. BatchNorm statistics).
 
 shadow = decay_n * shadow + (1 - decay_n) * current after every optimizer step, with
 decay_n = min(decay, (1 + n) / (10 + n)) when warm-up is on (n = updates so far), so a short run is
 not dominated by the random initial weights. Integer buffers (BatchNorm's num_batches_tracked) are
 copied. The shadow is a separate module in eval mode and never receives gradients.
 """
+
 import copy
 
 import torch

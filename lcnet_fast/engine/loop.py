@@ -1,12 +1,13 @@
 """The inner loops: one training epoch (micro-batches, accumulation, clipping, EMA, NaN guard) and
 scoring a split for evaluation. No file I/O here; checkpoints are written by a callback.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -43,6 +44,7 @@ class Position:
     step: optimizer steps done in total. loss_sum / images / seconds: running totals of the current
     epoch (so a mid-epoch resume reports the same epoch loss).
     """
+
     epoch: int = 0
     batch: int = 0
     step: int = 0
@@ -57,8 +59,8 @@ class Position:
 
 @dataclass
 class TrainParts:
-    model: nn.Module            # what forward runs (DDP- and/or compile-wrapped)
-    raw_model: nn.Module        # the unwrapped module (EMA source, state_dict)
+    model: nn.Module  # what forward runs (DDP- and/or compile-wrapped)
+    raw_model: nn.Module  # the unwrapped module (EMA source, state_dict)
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -84,13 +86,22 @@ def _grad_norm(parts: TrainParts) -> torch.Tensor:
     return torch.nn.utils.get_total_norm([p.grad for p in params])
 
 
-def train_epoch(parts: TrainParts, loader, batches_per_epoch: int, position: Position, epochs: int,
-                progress: Progress, log_every: int, on_step: Callable[[Position], None]) -> Position:
+def train_epoch(
+    parts: TrainParts,
+    loader,
+    batches_per_epoch: int,
+    position: Position,
+    epochs: int,
+    progress: Progress,
+    log_every: int,
+    on_step: Callable[[Position], None],
+) -> Position:
     """Run the rest of epoch `position.epoch` (from micro-batch `position.batch`).
 
-    Dropout is seeded per micro-batch from (seed, epoch, batch, rank): nothing about the RNG has to be
-    carried across a resume. An optimizer step happens every `accumulation_steps` micro-batches and at
-    the end of the epoch. `on_step(position)` runs after every optimizer step (checkpoint callback).
+    Dropout is seeded per micro-batch from (seed, epoch, batch, rank): nothing about the RNG has to
+    be carried across a resume. An optimizer step happens every `accumulation_steps` micro-batches
+    and at the end of the epoch. `on_step(position)` runs after every optimizer step (the checkpoint
+    callback).
     """
     parts.model.train()
     accum = parts.accumulation_steps
@@ -116,8 +127,10 @@ def train_epoch(parts: TrainParts, loader, batches_per_epoch: int, position: Pos
             summed = all_reduce_sum(loss.detach().float().reshape(1), parts.dist).item()
             if not math.isfinite(summed):
                 raise NonFiniteLossError(
-                    f"training loss is {summed} at step {position.step + 1} (epoch {position.epoch + 1}, "
-                    f"batch {batch_index + 1}); training stopped, the last saved checkpoint is kept as it was")
+                    f"training loss is {summed} at step {position.step + 1} "
+                    f"(epoch {position.epoch + 1}, batch {batch_index + 1}); training stopped, "
+                    f"the last saved checkpoint is kept as it was"
+                )
             scaled = loss / group_size if parts.loss_reduction == "mean" else loss
             scaled.backward()
         position.batch += 1
@@ -128,8 +141,10 @@ def train_epoch(parts: TrainParts, loader, batches_per_epoch: int, position: Pos
         norm = _grad_norm(parts)
         if not torch.isfinite(norm):
             raise NonFiniteLossError(
-                f"gradient norm is {norm.item()} at step {position.step + 1} (epoch {position.epoch + 1}); "
-                f"training stopped, the last saved checkpoint is kept as it was")
+                f"gradient norm is {norm.item()} at step {position.step + 1} "
+                f"(epoch {position.epoch + 1}); "
+                f"training stopped, the last saved checkpoint is kept as it was"
+            )
         position.lr = parts.optimizer.param_groups[0]["lr"]
         parts.optimizer.step()
         parts.optimizer.zero_grad(set_to_none=True)
@@ -139,17 +154,24 @@ def train_epoch(parts: TrainParts, loader, batches_per_epoch: int, position: Pos
         position.step += 1
         step_in_epoch = math.ceil(position.batch / accum)
         if log_every > 0 and (step_in_epoch % log_every == 0 or step_in_epoch == total_steps):
-            progress.step(position.epoch + 1, epochs, step_in_epoch, total_steps,
-                          position.loss_sum / max(position.images, 1), position.lr,
-                          position.images)
+            progress.step(
+                position.epoch + 1,
+                epochs,
+                step_in_epoch,
+                total_steps,
+                position.loss_sum / max(position.images, 1),
+                position.lr,
+                position.images,
+            )
         on_step(position)
     return position
 
 
 @torch.no_grad()
-def score_split(module: nn.Module, loader, indices: list[int], device: torch.device,
-                precision: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(indices, sigmoid scores (n, C) float64, targets (n, C)) of one rank's shard, in loader order."""
+def score_split(
+    module: nn.Module, loader, indices: list[int], device: torch.device, precision: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices, sigmoid scores (n, C) float64, targets (n, C)) of one rank's shard."""
     was_training = module.training
     module.eval()
     scores, targets = [], []

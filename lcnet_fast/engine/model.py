@@ -4,6 +4,7 @@ The recorded `model_config` is the JSON-able part of the LCNet constructor call 
 `label_embedding_dim`: the label-embedding buffer's width (one-hot = num_classes, word vectors = E)
 decides state_dict shapes, so a checkpoint can be rebuilt without the word-vector file.
 """
+
 from __future__ import annotations
 
 import torch
@@ -12,20 +13,42 @@ from lcnet_fast.checkpoint import Checkpoint, compare_model_configs, load_weight
 from lcnet_fast.config import ModelConfig
 
 # settings that change the state_dict or the computation; dropout and max_views_per_call do not
-ARCHITECTURE_KEYS = ("num_classes", "backbone", "crop_level", "image_size", "d_model", "num_heads",
-                     "num_layers", "dim_feedforward", "num_gat_layers", "use_graph", "mirror_inputs",
-                     "backbone_kwargs", "label_embedding_dim")
+ARCHITECTURE_KEYS = (
+    "num_classes",
+    "backbone",
+    "crop_level",
+    "image_size",
+    "d_model",
+    "num_heads",
+    "num_layers",
+    "dim_feedforward",
+    "num_gat_layers",
+    "use_graph",
+    "mirror_inputs",
+    "backbone_kwargs",
+    "label_embedding_dim",
+)
 
 
 def model_config_from(cfg: ModelConfig, num_classes: int, label_embedding_dim: int) -> dict:
     backbone_kwargs = {"drop_path_rate": cfg.drop_path_rate} if cfg.drop_path_rate > 0 else {}
     return {
-        "num_classes": num_classes, "backbone": cfg.backbone, "pretrained": cfg.pretrained,
-        "crop_level": cfg.crop_level, "image_size": cfg.image_size, "d_model": cfg.d_model,
-        "num_heads": cfg.num_heads, "num_layers": cfg.num_layers, "dim_feedforward": cfg.dim_feedforward,
-        "dropout": cfg.dropout, "num_gat_layers": cfg.num_gat_layers, "use_graph": cfg.use_graph,
-        "mirror_inputs": cfg.mirror_inputs, "backbone_kwargs": backbone_kwargs,
-        "max_views_per_call": cfg.max_views_per_call or None, "label_embedding_dim": label_embedding_dim,
+        "num_classes": num_classes,
+        "backbone": cfg.backbone,
+        "pretrained": cfg.pretrained,
+        "crop_level": cfg.crop_level,
+        "image_size": cfg.image_size,
+        "d_model": cfg.d_model,
+        "num_heads": cfg.num_heads,
+        "num_layers": cfg.num_layers,
+        "dim_feedforward": cfg.dim_feedforward,
+        "dropout": cfg.dropout,
+        "num_gat_layers": cfg.num_gat_layers,
+        "use_graph": cfg.use_graph,
+        "mirror_inputs": cfg.mirror_inputs,
+        "backbone_kwargs": backbone_kwargs,
+        "max_views_per_call": cfg.max_views_per_call or None,
+        "label_embedding_dim": label_embedding_dim,
     }
 
 
@@ -33,11 +56,17 @@ def architecture(model_config: dict) -> dict:
     return {key: model_config.get(key) for key in ARCHITECTURE_KEYS}
 
 
-def build_model(model_config: dict, label_embeddings: torch.Tensor | None = None,
-                correlation: torch.Tensor | None = None, pretrained: bool | None = None) -> torch.nn.Module:
+def build_model(
+    model_config: dict,
+    label_embeddings: torch.Tensor | None = None,
+    correlation: torch.Tensor | None = None,
+    pretrained: bool | None = None,
+) -> torch.nn.Module:
     """LCNet from a recorded model config. Without embeddings, a zero placeholder of the recorded
     shape is used (the real values come from the checkpoint)."""
-    from lcnet_fast.models import LCNet  # imported here: `python -m lcnet_fast.config` needs no model code
+    from lcnet_fast.models import (
+        LCNet,  # imported here: `python -m lcnet_fast.config` needs no model code
+    )
 
     kwargs = dict(model_config)
     embedding_dim = kwargs.pop("label_embedding_dim")
@@ -46,21 +75,31 @@ def build_model(model_config: dict, label_embeddings: torch.Tensor | None = None
     if label_embeddings is None:
         label_embeddings = torch.zeros(kwargs["num_classes"], embedding_dim)
     elif tuple(label_embeddings.shape) != (kwargs["num_classes"], embedding_dim):
-        raise ValueError(f"label_embeddings must be ({kwargs['num_classes']}, {embedding_dim}), "
-                         f"got {tuple(label_embeddings.shape)}")
+        raise ValueError(
+            f"label_embeddings must be ({kwargs['num_classes']}, {embedding_dim}), "
+            f"got {tuple(label_embeddings.shape)}"
+        )
     return LCNet(**kwargs, label_embeddings=label_embeddings, correlation=correlation)
 
 
-def model_from_checkpoint(checkpoint: Checkpoint, device: torch.device | str = "cpu",
-                          expected_config: dict | None = None, weights: str | None = None) -> torch.nn.Module:
+def model_from_checkpoint(
+    checkpoint: Checkpoint,
+    device: torch.device | str = "cpu",
+    expected_config: dict | None = None,
+    weights: str | None = None,
+) -> torch.nn.Module:
     """The checkpoint's model with its reported weights (or the `weights` prefix), in eval mode.
 
     `expected_config`: when given, the checkpoint's architecture must equal it (clear error if not).
     """
     recorded = checkpoint.model_config
     if expected_config is not None:
-        compare_model_configs(architecture(recorded), architecture(expected_config), checkpoint.path)
-    model = build_model(recorded, pretrained=False)  # never download: the weights come from the file
+        compare_model_configs(
+            architecture(recorded), architecture(expected_config), checkpoint.path
+        )
+    model = build_model(
+        recorded, pretrained=False
+    )  # never download: the weights come from the file
     prefix = weights or checkpoint.meta["weights"]
     load_weights_into(model, checkpoint.tensors(prefix), f"{checkpoint.path} [{prefix}]")
     return model.to(device).eval()

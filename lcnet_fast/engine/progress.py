@@ -3,6 +3,7 @@
 The progress line is printed every `log_every` optimizer steps, flushed, one line each (readable in
 log files and CI output, unlike carriage-return progress bars).
 """
+
 from __future__ import annotations
 
 import csv
@@ -13,8 +14,17 @@ import time
 
 from lcnet_fast.checkpoint import write_bytes_atomic
 
-EPOCH_FIELDS = ["epoch", "steps", "train_loss", "lr", "images_per_s", "epoch_seconds", "val_metric",
-                "val_mAP", "best"]
+EPOCH_FIELDS = [
+    "epoch",
+    "steps",
+    "train_loss",
+    "lr",
+    "images_per_s",
+    "epoch_seconds",
+    "val_metric",
+    "val_mAP",
+    "best",
+]
 
 
 class Progress:
@@ -31,13 +41,24 @@ class Progress:
     def reset(self, images_seen: int) -> None:
         self.mark_time, self.mark_images = time.perf_counter(), images_seen
 
-    def step(self, epoch: int, epochs: int, step: int, steps: int, loss: float, lr: float,
-             images_seen: int) -> None:
+    def step(
+        self,
+        epoch: int,
+        epochs: int,
+        step: int,
+        steps: int,
+        loss: float,
+        lr: float,
+        images_seen: int,
+    ) -> None:
         """`images_seen`: images processed so far in this epoch, over all ranks."""
         now = time.perf_counter()
         rate = (images_seen - self.mark_images) / max(now - self.mark_time, 1e-9)
         self.mark_time, self.mark_images = now, images_seen
-        self.print(f"epoch {epoch}/{epochs}  step {step}/{steps}  loss {loss:.4f}  lr {lr:.2e}  {rate:.1f} img/s")
+        self.print(
+            f"epoch {epoch}/{epochs}  step {step}/{steps}  loss {loss:.4f}  lr {lr:.2e}  "
+            f"{rate:.1f} img/s"
+        )
 
 
 class EpochCSV:

@@ -1,5 +1,6 @@
 """The paper's metric table (mAP, CP, CR, CF1, OP, OR, OF1 and their top-3 versions) and the JSON
 summary that train (metrics.json) and evaluate (--output) write."""
+
 from __future__ import annotations
 
 import json
@@ -17,18 +18,34 @@ def compute_metrics(scores, targets, threshold: float):
     return multilabel_metrics(scores, targets, threshold=threshold, top_k=3)
 
 
-def summary(metrics: dict, classes: list[str], split: str, num_images: int, threshold: float,
-            weights: str, source: str) -> dict:
+def summary(
+    metrics: dict,
+    classes: list[str],
+    split: str,
+    num_images: int,
+    threshold: float,
+    weights: str,
+    source: str,
+) -> dict:
     """JSON-able result: the table values, per-class AP by class name, and what was evaluated."""
+
     def clean(value):
         return None if isinstance(value, float) and math.isnan(value) else value
 
-    out = {"split": split, "num_images": num_images, "threshold": threshold, "weights": weights, "source": source}
+    out = {
+        "split": split,
+        "num_images": num_images,
+        "threshold": threshold,
+        "weights": weights,
+        "source": source,
+    }
     out.update({key: clean(metrics[key]) for key in TABLE_KEYS})
     out.update({f"{key}_top3": clean(metrics[f"{key}_top3"]) for key in TOP_KEYS})
     out["AP_std"] = clean(metrics.get("AP_std", float("nan")))
-    out["per_class_AP"] = {name: clean(ap) for name, ap in zip(classes, metrics["AP"])}
-    out["classes_without_positive"] = [classes[i] for i in metrics.get("classes_without_positive", [])]
+    out["per_class_AP"] = {name: clean(ap) for name, ap in zip(classes, metrics["AP"], strict=True)}
+    out["classes_without_positive"] = [
+        classes[i] for i in metrics.get("classes_without_positive", [])
+    ]
     return out
 
 
@@ -41,8 +58,13 @@ def format_table(result: dict, per_class: bool = False) -> str:
     header = "        " + " ".join(f"{key:>5}" for key in TABLE_KEYS)
     row_all = "all     " + " ".join(_fmt(result[key]) for key in TABLE_KEYS)
     row_top = "top-3   " + f"{'':>5} " + " ".join(_fmt(result[f"{key}_top3"]) for key in TOP_KEYS)
-    lines = [f"{result['split']} split: {result['num_images']} images, threshold {result['threshold']}, "
-             f"{result['weights']} weights", header, row_all, row_top]
+    lines = [
+        f"{result['split']} split: {result['num_images']} images, threshold {result['threshold']}, "
+        f"{result['weights']} weights",
+        header,
+        row_all,
+        row_top,
+    ]
     if per_class:
         width = max(len(name) for name in result["per_class_AP"])
         lines.append("per-class AP:")

@@ -4,6 +4,7 @@ torch's DistributedSampler is close, but it cannot start part-way through an epo
 process a plain RandomSampler draws from the global RNG (which dropout also consumes). This sampler
 depends only on (seed, epoch, rank, world size, start).
 """
+
 import math
 
 import torch
@@ -15,13 +16,16 @@ from lcnet_fast.engine import seeding
 class EpochSampler(Sampler[int]):
     """Indices of one rank's shard for the current epoch.
 
-    shuffle: a permutation seeded by (seed, epoch); else 0..n-1. The order is padded by wrapping to a
-    multiple of world_size so every rank gets the same count (the padding repeats a few samples, as
-    DistributedSampler does; only used for training). Rank r takes positions r, r + W, r + 2W, ...
-    `set_epoch(epoch, start)` skips the first `start` indices of this rank's shard (mid-epoch resume).
+    shuffle: a permutation seeded by (seed, epoch); else 0..n-1. The order is padded by wrapping to
+    a multiple of world_size so every rank gets the same count (the padding repeats a few samples,
+    as DistributedSampler does; only used for training). Rank r takes positions r, r + W, ...
+    `set_epoch(epoch, start)` skips the first `start` indices of this rank's shard (mid-epoch
+    resume).
     """
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1
+    ):
         if size < 1:
             raise ValueError("EpochSampler needs a non-empty dataset")
         self.size, self.seed, self.shuffle = size, seed, shuffle
@@ -34,23 +38,25 @@ class EpochSampler(Sampler[int]):
 
     def order(self) -> list[int]:
         if self.shuffle:
-            perm = torch.randperm(self.size, generator=seeding.generator(self.seed, seeding.ORDER, self.epoch))
+            perm = torch.randperm(
+                self.size, generator=seeding.generator(self.seed, seeding.ORDER, self.epoch)
+            )
         else:
             perm = torch.arange(self.size)
         total = self.per_rank * self.world_size
         if total > self.size:
             perm = torch.cat([perm, perm[: total - self.size]])
-        return perm[self.rank::self.world_size].tolist()
+        return perm[self.rank :: self.world_size].tolist()
 
     def __iter__(self):
-        return iter(self.order()[self.start:])
+        return iter(self.order()[self.start :])
 
     def __len__(self) -> int:
         return self.per_rank - self.start
 
 
 class ShardSampler(Sampler[int]):
-    """Evaluation shard without padding: rank r gets r, r + W, ... (gathered and re-ordered later)."""
+    """Evaluation shard without padding: rank r gets r, r + W, ... (gathered and sorted later)."""
 
     def __init__(self, size: int, rank: int = 0, world_size: int = 1):
         self.indices = list(range(rank, size, world_size))
@@ -65,8 +71,8 @@ class ShardSampler(Sampler[int]):
 class SeededAugmentation(Dataset):
     """Wrap a dataset so the random transform of sample i in epoch e is seeded by (seed, e, i).
 
-    The global torch RNG is forked around each item, so the wrapper neither consumes nor disturbs the
-    stream that dropout uses, in the main process or in a worker.
+    The global torch RNG is forked around each item, so the wrapper neither consumes nor disturbs
+    the stream that dropout uses, in the main process or in a worker.
     """
 
     def __init__(self, dataset: Dataset, seed: int):

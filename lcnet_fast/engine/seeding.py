@@ -5,6 +5,7 @@ the data order, the augmentation of each sample and the dropout masks of each st
 from their coordinates, nothing but (epoch, step) has to be restored -- no RNG state is carried
 across the interruption, and the number of DataLoader workers does not change the result.
 """
+
 import numpy as np
 import torch
 

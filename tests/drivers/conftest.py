@@ -3,17 +3,50 @@ level 2 x 16 px views), 24 training images, 2 epochs -- seconds per run on 2 CPU
 
 `tiny_run` trains once per session and is shared by the tests that only read a finished run.
 """
+
 import os
 
 import pytest
 
 TINY = [
-    "--backbone", "test_resnet", "--crop-level", "2", "--model.image_size", "16", "--d-model", "32",
-    "--num-heads", "2", "--num-layers", "1", "--dim-feedforward", "64",
-    "--synthetic-image-size", "32", "--synthetic-num-train", "24", "--synthetic-num-val", "8",
-    "--synthetic-num-test", "8", "--synthetic-num-classes", "4",
-    "--epochs", "2", "--batch-size", "8", "--eval-batch-size", "8", "--log-every", "1",
-    "--checkpoint-every-steps", "1", "--lr", "1e-3", "--device", "cpu",
+    "--backbone",
+    "test_resnet",
+    "--crop-level",
+    "2",
+    "--model.image_size",
+    "16",
+    "--d-model",
+    "32",
+    "--num-heads",
+    "2",
+    "--num-layers",
+    "1",
+    "--dim-feedforward",
+    "64",
+    "--synthetic-image-size",
+    "32",
+    "--synthetic-num-train",
+    "24",
+    "--synthetic-num-val",
+    "8",
+    "--synthetic-num-test",
+    "8",
+    "--synthetic-num-classes",
+    "4",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "8",
+    "--eval-batch-size",
+    "8",
+    "--log-every",
+    "1",
+    "--checkpoint-every-steps",
+    "1",
+    "--lr",
+    "1e-3",
+    "--device",
+    "cpu",
 ]
 
 

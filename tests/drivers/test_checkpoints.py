@@ -1,4 +1,5 @@
-"""Checkpoint files: round trip, atomic replacement, and clear errors for foreign/mismatched files."""
+"""Checkpoint files: round trip, atomic replacement, clear errors for foreign or wrong files."""
+
 import os
 
 import pytest
@@ -6,14 +7,28 @@ import torch
 from safetensors.torch import save_file
 
 from lcnet_fast import checkpoint as ckpt
-from lcnet_fast.checkpoint import (CheckpointError, CheckpointMismatchError, load_checkpoint, load_weights_into,
-                                   optimizer_state_from_tensors, optimizer_state_to_tensors, save_checkpoint)
+from lcnet_fast.checkpoint import (
+    CheckpointError,
+    CheckpointMismatchError,
+    load_checkpoint,
+    load_weights_into,
+    optimizer_state_from_tensors,
+    optimizer_state_to_tensors,
+    save_checkpoint,
+)
 from lcnet_fast.engine.model import build_model, model_from_checkpoint
 
 
 def _meta(**extra):
-    return {"kind": "weights", "classes": ["a", "b"], "weights": "ema", "holds_ema": True,
-            "model_config": {"num_classes": 2}, "preprocess": {}, **extra}
+    return {
+        "kind": "weights",
+        "classes": ["a", "b"],
+        "weights": "ema",
+        "holds_ema": True,
+        "model_config": {"num_classes": 2},
+        "preprocess": {},
+        **extra,
+    }
 
 
 def test_round_trip_and_metadata(tmp_path):
@@ -21,9 +36,17 @@ def test_round_trip_and_metadata(tmp_path):
     weights = {"ema.w": torch.randn(3, 4), "ema.b": torch.arange(3)}
     save_checkpoint(path, weights, _meta(epoch=2))
     loaded = load_checkpoint(path)
-    assert loaded.classes == ["a", "b"] and loaded.meta["holds_ema"] is True and loaded.meta["epoch"] == 2
+    assert (
+        loaded.classes == ["a", "b"]
+        and loaded.meta["holds_ema"] is True
+        and loaded.meta["epoch"] == 2
+    )
     got = loaded.reported_weights()
-    assert set(got) == {"w", "b"} and torch.equal(got["w"], weights["ema.w"]) and torch.equal(got["b"], weights["ema.b"])
+    assert (
+        set(got) == {"w", "b"}
+        and torch.equal(got["w"], weights["ema.w"])
+        and torch.equal(got["b"], weights["ema.b"])
+    )
     assert not loaded.has("model")
 
 
@@ -38,7 +61,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.setattr(ckpt.os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, {"ema.w": torch.zeros(2)}, _meta(epoch=2))
-    assert open(path, "rb").read() == before          # the old checkpoint is untouched
+    assert open(path, "rb").read() == before  # the old checkpoint is untouched
     assert os.listdir(tmp_path) == ["c.safetensors"]  # and no temporary file is left behind
 
 
@@ -48,11 +71,11 @@ def test_optimizer_state_round_trip():
     model(torch.randn(4, 3)).sum().backward()
     optimizer.step()
     tensors, rest = optimizer_state_to_tensors(optimizer.state_dict())
-    stripped = {k[len("optimizer."):]: v for k, v in tensors.items()}
+    stripped = {k[len("optimizer.") :]: v for k, v in tensors.items()}
     other = torch.optim.AdamW(model.parameters(), lr=5.0)
     other.load_state_dict(optimizer_state_from_tensors(stripped, rest))
     assert other.param_groups[0]["lr"] == 1e-3 and other.param_groups[0]["betas"] == (0.8, 0.9)
-    for a, b in zip(optimizer.state.values(), other.state.values()):
+    for a, b in zip(optimizer.state.values(), other.state.values(), strict=True):
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -77,7 +100,9 @@ def test_checkpoint_of_another_model_is_rejected(tiny_run):
     # a model with more classes: the message names the differing tensors and shapes
     config = dict(checkpoint.model_config, num_classes=5, label_embedding_dim=5)
     other = build_model(config, pretrained=False)
-    with pytest.raises(CheckpointMismatchError, match=r"head.weight: checkpoint \(4, 32\) vs model \(5, 32\)"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"head.weight: checkpoint \(4, 32\) vs model \(5, 32\)"
+    ):
         load_weights_into(other, checkpoint.reported_weights(), checkpoint.path)
     # a deeper decoder: missing keys are listed
     deeper = build_model(dict(checkpoint.model_config, num_layers=2), pretrained=False)

@@ -1,4 +1,5 @@
 """evaluate and predict on a finished tiny run."""
+
 import json
 
 import numpy as np
@@ -21,7 +22,9 @@ def _test_split():
 
 def test_evaluate_json_matches_metrics_recomputed_from_the_model(tiny_run, tmp_path, capsys):
     out = tmp_path / "m.json"
-    assert evaluate_main(["--checkpoint", str(tiny_run), "--output", str(out), "--device", "cpu"]) == 0
+    assert (
+        evaluate_main(["--checkpoint", str(tiny_run), "--output", str(out), "--device", "cpu"]) == 0
+    )
     printed = capsys.readouterr().out
     assert "mAP" in printed and "top-3" in printed and "per-class AP" in printed
     result = json.loads(out.read_text())
@@ -35,14 +38,20 @@ def test_evaluate_json_matches_metrics_recomputed_from_the_model(tiny_run, tmp_p
     for key in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "CP_top3", "CR_top3", "OF1_top3"):
         assert result[key] == pytest.approx(expected[key], abs=1e-6), key
     assert list(result["per_class_AP"]) == dataset.classes
-    np.testing.assert_allclose([result["per_class_AP"][c] for c in dataset.classes], expected["AP"], atol=1e-6)
+    np.testing.assert_allclose(
+        [result["per_class_AP"][c] for c in dataset.classes], expected["AP"], atol=1e-6
+    )
     # the run's own test metrics were computed the same way
-    assert json.loads((tiny_run / "metrics.json").read_text())["mAP"] == pytest.approx(result["mAP"], abs=1e-6)
+    assert json.loads((tiny_run / "metrics.json").read_text())["mAP"] == pytest.approx(
+        result["mAP"], abs=1e-6
+    )
 
 
 def test_evaluate_rejects_a_dataset_with_other_classes(tiny_run):
     with pytest.raises(CheckpointMismatchError, match="checkpoint has 4 classes, dataset has 5"):
-        evaluate_main(["--checkpoint", str(tiny_run), "--synthetic-num-classes", "5", "--device", "cpu"])
+        evaluate_main(
+            ["--checkpoint", str(tiny_run), "--synthetic-num-classes", "5", "--device", "cpu"]
+        )
 
 
 def test_predict_single_image(tiny_run, tmp_path, capsys):
@@ -50,15 +59,38 @@ def test_predict_single_image(tiny_run, tmp_path, capsys):
 
     write_dataset(SyntheticScenes(1, 32, 4, seed=0, split="test"), str(tmp_path / "d"), "csv")
     image = tmp_path / "d" / "images" / "test_000000.png"
-    assert predict_main(["--checkpoint", str(tiny_run), str(image), "--format", "json", "--top-k", "2",
-                         "--threshold", "0.0", "--device", "cpu"]) == 0
+    assert (
+        predict_main(
+            [
+                "--checkpoint",
+                str(tiny_run),
+                str(image),
+                "--format",
+                "json",
+                "--top-k",
+                "2",
+                "--threshold",
+                "0.0",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     results = json.loads(capsys.readouterr().out)
     assert len(results) == 1 and results[0]["image"] == str(image)
     labels = results[0]["labels"]
-    assert len(labels) == 4 and len(results[0]["top_k"]) == 2       # threshold 0: every class listed
+    assert len(labels) == 4 and len(results[0]["top_k"]) == 2  # threshold 0: every class listed
     probabilities = [item["probability"] for item in labels]
-    assert probabilities == sorted(probabilities, reverse=True) and all(0 <= p <= 1 for p in probabilities)
-    assert predict_main(["--checkpoint", str(tiny_run), str(tmp_path / "d" / "images"), "--device", "cpu"]) == 0
+    assert probabilities == sorted(probabilities, reverse=True) and all(
+        0 <= p <= 1 for p in probabilities
+    )
+    assert (
+        predict_main(
+            ["--checkpoint", str(tiny_run), str(tmp_path / "d" / "images"), "--device", "cpu"]
+        )
+        == 0
+    )
     assert str(image) in capsys.readouterr().out
 
 
@@ -66,4 +98,6 @@ def test_predict_missing_image_names_it(tiny_run, tmp_path):
     from lcnet_fast.data import ImageLoadError
 
     with pytest.raises(ImageLoadError, match="nothere.png"):
-        predict_main(["--checkpoint", str(tiny_run), str(tmp_path / "nothere.png"), "--device", "cpu"])
+        predict_main(
+            ["--checkpoint", str(tiny_run), str(tmp_path / "nothere.png"), "--device", "cpu"]
+        )

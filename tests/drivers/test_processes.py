@@ -1,4 +1,5 @@
-"""The two end-to-end subprocess tests: SIGKILL + --resume, and 2-process DDP through torchrun (gloo)."""
+"""End-to-end subprocess tests: SIGKILL + --resume, and 2-process DDP via torchrun (gloo)."""
+
 import csv
 import json
 import os
@@ -26,13 +27,19 @@ def test_sigkill_then_resume_completes(tiny_args, tmp_path):
     run_dir = tmp_path / "run"
     last = run_dir / "checkpoints" / "last.safetensors"
     log = open(tmp_path / "out.txt", "w")
-    process = subprocess.Popen([sys.executable, "-m", "lcnet_fast.train", *tiny_args(run_dir, "--epochs", "6")],
-                               stdout=log, stderr=subprocess.STDOUT, env=_env())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lcnet_fast.train", *tiny_args(run_dir, "--epochs", "6")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=_env(),
+    )
     try:
         deadline = time.time() + 240
         while not last.exists() and process.poll() is None and time.time() < deadline:
             time.sleep(0.02)
-        assert last.exists(), f"no checkpoint appeared; output:\n{(tmp_path / 'out.txt').read_text()}"
+        assert last.exists(), (
+            f"no checkpoint appeared; output:\n{(tmp_path / 'out.txt').read_text()}"
+        )
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait(timeout=60)
@@ -53,19 +60,30 @@ def test_sigkill_then_resume_completes(tiny_args, tmp_path):
 
 def test_torchrun_two_processes_gloo(tiny_args, tmp_path):
     run_dir = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "lcnet_fast.train", *tiny_args(run_dir, "--epochs", "1", "--batch-size", "4")]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "lcnet_fast.train",
+        *tiny_args(run_dir, "--epochs", "1", "--batch-size", "4"),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=400, env=_env())
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "2 processes" in done.stdout
-    assert done.stdout.count("test split:") == 1           # only rank 0 prints the table
+    assert done.stdout.count("test split:") == 1  # only rank 0 prints the table
     # 24 images over 2 ranks, 4 per rank-batch: 3 steps
     assert load_checkpoint(str(run_dir / "checkpoints" / "last.safetensors")).meta["step"] == 3
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["num_images"] == 8                      # gathered from both ranks, no padding
+    assert metrics["num_images"] == 8  # gathered from both ranks, no padding
     # the gathered metrics equal a single-process evaluation of the saved weights
     out = tmp_path / "eval.json"
-    assert evaluate_main(["--checkpoint", str(run_dir), "--output", str(out), "--device", "cpu"]) == 0
+    assert (
+        evaluate_main(["--checkpoint", str(run_dir), "--output", str(out), "--device", "cpu"]) == 0
+    )
     again = json.loads(out.read_text())
     for key in ("mAP", "CF1", "OF1", "CF1_top3"):
         assert again[key] == pytest.approx(metrics[key], abs=1e-6), key
