@@ -11,16 +11,6 @@ from lcnet_fast.models.llcd import LLCDLayer
 from lcnet_fast.models.positional import sine_position_encoding_2d
 
 
-def default_views_per_call(device: torch.device, batch: int) -> int | None:
-    """How many view-images one backbone call takes when the user did not say.
-
-    On GPU every view goes in one call (the throughput win this package is built on). On CPU one
-    call over all views was measured slower in training (0.66-0.93x, see ARCHITECTURE.md), so the
-    views go one view position (= `batch` images) per call, like the paper's schedule.
-    """
-    return None if device.type == "cuda" else batch
-
-
 class LCNet(nn.Module):
     def __init__(self, num_classes: int, backbone: str = "tresnet_l", pretrained: bool = False,
                  crop_level: int = 3, image_size: int = 448, d_model: int = 768, num_heads: int = 8,
@@ -33,7 +23,8 @@ class LCNet(nn.Module):
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if max_views_per_call is not None and max_views_per_call < 1:
-            raise ValueError(f"max_views_per_call must be None (by device) or >= 1, got {max_views_per_call}")
+            raise ValueError(f"max_views_per_call must be None (all views in one call) or >= 1, "
+                             f"got {max_views_per_call}")
         self.num_classes, self.crop_level, self.image_size = num_classes, crop_level, image_size
         self.mirror_inputs = mirror_inputs
         self.max_views_per_call = max_views_per_call
@@ -49,8 +40,8 @@ class LCNet(nn.Module):
     def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, k*M, k*M) -> (B, V*h*w, d): backbone tokens + sine position + view embedding."""
         views = split_views(images, self.crop_level)
-        per_call = self.max_views_per_call or default_views_per_call(images.device, images.shape[0])
-        tokens, height, width = self.backbone(views, per_call)
+        # None = every view of every image in one call: measured faster on CPU too (BENCHMARKS.md)
+        tokens, height, width = self.backbone(views, self.max_views_per_call)
         position = sine_position_encoding_2d(height, width, tokens.shape[-1], device=tokens.device,
                                              dtype=tokens.dtype)
         table = (position[None, :, :] + self.view_embed[:, None, :].to(tokens.dtype)).flatten(0, 1)
