@@ -215,7 +215,8 @@ class RunConfig:
 # The paper's settings (section 4.1). Each preset is a nested override dict on top of the defaults.
 _PAPER = {
     "model": {
-        "backbone": "tresnet_l",
+        # TResNet-L with timm's 448-px ImageNet weights (views are 448 px); needs network or a cache
+        "backbone": "tresnet_l.miil_in1k_448",
         "pretrained": True,
         "crop_level": 3,
         "image_size": 448,

@@ -22,7 +22,7 @@ def test_precedence_defaults_preset_yaml_cli(tmp_path):
 
     preset = resolve_config("paper-voc")
     assert (preset.model.backbone, preset.model.image_size, preset.model.crop_level) == (
-        "tresnet_l",
+        "tresnet_l.miil_in1k_448",
         448,
         3,
     )
