@@ -160,3 +160,16 @@ def test_bad_image_names_the_file_and_skip_option_passes_through(tiny_args, tmp_
     assert (
         splits.train.skip_bad_images and splits.val.skip_bad_images and splits.test.skip_bad_images
     )
+
+
+def test_accumulation_clipping_and_raw_weights(tiny_args, tmp_path):
+    """accumulation_steps 2 over 3 batches per epoch -> 2 optimizer steps per epoch;
+    report_ema false -> best holds the raw weights and the metrics say so."""
+    run_dir = tmp_path / "run"
+    extra = ("--accumulation-steps", "2", "--grad-clip", "1.0", "--report-ema", "false")
+    assert main(tiny_args(run_dir, *extra)) == 0
+    assert load_checkpoint(str(run_dir / "checkpoints" / "last.safetensors")).meta["step"] == 4
+    best = load_checkpoint(str(run_dir / "checkpoints" / "best.safetensors"))
+    assert best.meta["weights"] == "model" and best.meta["holds_ema"] is False
+    assert all(key.startswith("model.") for key in best.keys)
+    assert json.loads((run_dir / "metrics.json").read_text())["weights"] == "model"
