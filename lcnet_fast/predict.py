@@ -13,12 +13,7 @@ import json
 import os
 import sys
 
-import torch
-
-from lcnet_fast.checkpoint import CheckpointError, load_checkpoint
-from lcnet_fast.engine.distributed import pick_device
-from lcnet_fast.engine.loop import autocast, resolve_precision
-from lcnet_fast.engine.model import model_from_checkpoint
+from lcnet_fast.inference import Predictor
 
 
 def parse_args(argv):
@@ -76,44 +71,25 @@ def predict(
     device: str = "auto",
     weights: str | None = None,
 ) -> list[dict]:
-    """[{image, labels: [{label, probability}], top_k: [...]}] for every image."""
-    from lcnet_fast.data import build_transforms, load_image
-
-    checkpoint = load_checkpoint(checkpoint_path)
-    if weights and not checkpoint.has(weights):
-        raise CheckpointError(f"{checkpoint.path} holds no {weights!r} weights")
-    target = pick_device(device)
-    model = model_from_checkpoint(checkpoint, target, weights=weights)
-    pre = checkpoint.meta["preprocess"]
-    transform = build_transforms(
-        train=False,
-        crop_level=pre["crop_level"],
-        image_size=pre["image_size"],
-        mean=pre["mean"],
-        std=pre["std"],
-    )
-    classes = checkpoint.classes
-    precision = resolve_precision("auto", target)
+    """[{image, labels: [{label, probability}], top_k: [...]}] for every image
+    (lcnet_fast.inference.Predictor does the work)."""
+    predictor = Predictor.from_pretrained(checkpoint_path, device, weights, batch_size=batch_size)
     files = image_files(inputs)
     results = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
-        batch = torch.stack([transform(load_image(path)) for path in chunk]).to(target)
-        with torch.inference_mode(), autocast(target, precision):
-            probabilities = torch.sigmoid(model(batch).float()).cpu()
-        for path, probs in zip(chunk, probabilities, strict=True):
-            order = torch.argsort(probs, descending=True, stable=True).tolist()
+        for path, probs in zip(chunk, predictor.probabilities(chunk), strict=True):
             entry = {
                 "image": path,
                 "labels": [
-                    {"label": classes[i], "probability": float(probs[i])}
-                    for i in order
-                    if probs[i] >= threshold
+                    {"label": label, "probability": p}
+                    for label, p in predictor.ranked(probs, threshold)
                 ],
             }
             if top_k:
                 entry["top_k"] = [
-                    {"label": classes[i], "probability": float(probs[i])} for i in order[:top_k]
+                    {"label": label, "probability": p}
+                    for label, p in predictor.ranked(probs, top_k=top_k)
                 ]
             results.append(entry)
     return results

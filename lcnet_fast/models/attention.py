@@ -39,13 +39,25 @@ class ProjectedAttention(nn.Module):
         batch, length, _ = x.shape
         return x.reshape(batch, length, self.num_heads, -1).transpose(1, 2)
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Projected (B, L, d) inputs -> out_proj(softmax(q k^T / sqrt(dh)) v), (B, Lq, d)."""
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, need_weights: bool = False):
+        """Projected (B, L, d) inputs -> out_proj(softmax(q k^T / sqrt(dh)) v), (B, Lq, d).
+
+        need_weights=True (opt-in, for attention maps) computes the attention matrix explicitly
+        instead of calling the fused op and returns (output, weights (B, H, Lq, Lk)), the
+        per-head softmax(q k^T / sqrt(dh)) before dropout, as nn.MultiheadAttention reports them.
+        """
         dropout_p = self.dropout if self.training else 0.0
-        heads = cross_attention(self.split_heads(q), self.split_heads(k), self.split_heads(v),
-                                dropout_p=dropout_p)
+        qh, kh, vh = self.split_heads(q), self.split_heads(k), self.split_heads(v)
+        weights = None
+        if need_weights:
+            scores = torch.matmul(qh, kh.transpose(-2, -1)) * (qh.shape[-1] ** -0.5)
+            weights = torch.softmax(scores.float(), dim=-1).to(qh.dtype)
+            heads = torch.matmul(F.dropout(weights, dropout_p, training=dropout_p > 0), vh)
+        else:
+            heads = cross_attention(qh, kh, vh, dropout_p=dropout_p)
         batch, _, length, _ = heads.shape
-        return self.out_proj(heads.transpose(1, 2).reshape(batch, length, self.d_model))
+        out = self.out_proj(heads.transpose(1, 2).reshape(batch, length, self.d_model))
+        return (out, weights) if need_weights else out
 
 
 def project(x: torch.Tensor, parts: list[tuple[ProjectedAttention, int]]) -> list[torch.Tensor]:

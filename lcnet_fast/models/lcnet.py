@@ -37,6 +37,18 @@ class LCNet(nn.Module):
                                      for _ in range(num_layers))
         self.head = PerClassLinear(num_classes, d_model)
 
+    @classmethod
+    def from_pretrained(cls, path: str, device: torch.device | str = "cpu",
+                        weights: str | None = None) -> "LCNet":
+        """The model of a run directory (its best, else last checkpoint) or checkpoint file written
+        by ``python -m lcnet_fast.train``, in eval mode on `device`, with the run's reported weights
+        (`weights="ema"|"model"` to choose). Attached: ``model.classes`` (class names, logit
+        order), ``model.preprocess`` (crop_level, image_size, input_size, mean, std) and
+        ``model.checkpoint_path``. See lcnet_fast.inference.Predictor for images -> labels."""
+        from lcnet_fast.inference import load_model
+
+        return load_model(path, device, weights)
+
     def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, k*M, k*M) -> (B, V*h*w, d): backbone tokens + sine position + view embedding."""
         views = split_views(images, self.crop_level)
@@ -47,8 +59,17 @@ class LCNet(nn.Module):
         table = (position[None, :, :] + self.view_embed[:, None, :].to(tokens.dtype)).flatten(0, 1)
         return tokens + table
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, k*M, k*M) normalised images -> (B, num_classes) logits."""
+    def forward(self, images: torch.Tensor, return_attention: bool = False):
+        """(B, 3, k*M, k*M) normalised images -> (B, num_classes) logits.
+
+        return_attention=True returns (logits, [per LLCD layer: MHA2's attention of the N label
+        queries over the T = V*h*w image tokens, (B, H, N, T) per head]); tokens are ordered view
+        by view (global view, then the tiles row-major), each view's h x w grid row-major. See
+        lcnet_fast.visualize.attention for mapping them back to the image.
+        """
+        if return_attention and self.mirror_inputs:
+            raise ValueError("return_attention: with mirror_inputs=True the label queries attend "
+                             "to the graph nodes, not to image tokens; no image attention map")
         kv_img = self.image_tokens(images)
         batch = kv_img.shape[0]
         # image-independent inputs stay (1, N, d) expanded: layers detect the stride-0 batch dim
@@ -57,7 +78,15 @@ class LCNet(nn.Module):
         if self.mirror_inputs:
             kv_img, kv_graph = kv_graph, kv_img
         last = len(self.decoder) - 1
+        attentions = []
         for index, layer in enumerate(self.decoder):
             # the last layer's KV outputs never reach the logits: skip computing them
-            q_lbl, kv_img, kv_graph = layer(q_lbl, kv_img, kv_graph, compute_kv=index < last)
-        return self.head(q_lbl)
+            if return_attention:
+                q_lbl, kv_img, kv_graph, weights = layer(q_lbl, kv_img, kv_graph,
+                                                         compute_kv=index < last,
+                                                         return_attention=True)
+                attentions.append(weights)
+            else:
+                q_lbl, kv_img, kv_graph = layer(q_lbl, kv_img, kv_graph, compute_kv=index < last)
+        logits = self.head(q_lbl)
+        return (logits, attentions) if return_attention else logits

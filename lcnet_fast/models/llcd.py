@@ -50,12 +50,17 @@ class LLCDLayer(nn.Module):
         return self._add_norm(self.norm_int1, q_lbl, q_lbl)
 
     def forward(self, q_lbl: torch.Tensor, kv_img: torch.Tensor, kv_graph: torch.Tensor,
-                compute_kv: bool = True):
+                compute_kv: bool = True, return_attention: bool = False):
         """q_lbl (B, N, d), kv_img (B, T, d), kv_graph (B, N, d) -> the same three shapes.
 
         compute_kv=False returns (Q'_lbl, None, None) and skips MHA3, INT5, MHA4 and INT6: in the
         last stacked layer they do not reach the logits (the model passes False there), so their
         parameters get no gradient in the reference either.
+
+        return_attention=True (opt-in, for attention maps) appends MHA2's attention weights, the
+        label queries over the T image tokens, per head: (B, H, N, T), each row summing to 1.
+        MHA2 is then computed with an explicit softmax(q k^T) instead of the fused op; the
+        default path is unchanged.
         """
         for name, x in (("q_lbl", q_lbl), ("kv_img", kv_img), ("kv_graph", kv_graph)):
             if x.dim() != 3 or x.shape[0] != q_lbl.shape[0] or x.shape[-1] != self.norm_out.normalized_shape[0]:
@@ -74,12 +79,16 @@ class LLCDLayer(nn.Module):
         else:
             k2, v2 = project(int2, [(self.mha2, KEY), (self.mha2, VALUE)])
         (q2,) = project(int1, [(self.mha2, QUERY)])
-        mha2 = self.mha2.attend(q2, k2, v2)
+        weights = None
+        if return_attention:
+            mha2, weights = self.mha2.attend(q2, k2, v2, need_weights=True)
+        else:
+            mha2 = self.mha2.attend(q2, k2, v2)
         int4 = self.mlp(self._add_norm(self.norm_int3, mha2, mha2))
         q_out = self._add_norm(self.norm_out, int4, int4)
         if not compute_kv:
-            return q_out, None, None
+            return (q_out, None, None, weights) if return_attention else (q_out, None, None)
         int5 = self._add_norm(self.norm_int5, self.mha3.attend(q3, k3, v3), kv_graph)
         k4, v4 = project(int5, [(self.mha4, KEY), (self.mha4, VALUE)])
         int6 = self._add_norm(self.norm_int6, self.mha4.attend(q4, k4, v4), int2)
-        return q_out, int6, int5
+        return (q_out, int6, int5, weights) if return_attention else (q_out, int6, int5)

@@ -11,9 +11,19 @@ backend that cannot run raises BackendUnavailableError with the reason.
 The choice is made once per (op, device type, LCNET_FAST_BACKEND) and, under
 torch.compile, at trace time (assume_constant_result): changing the variable later
 does not recompile a compiled function.
+
+Export mode: `with lcnet_fast.ops._backend.reference_ops(): ...` (also importable as
+lcnet_fast.export.reference_ops) makes every public op function
+(crop_views, cross_attention, dropout_add_layer_norm) run its pure-PyTorch reference, as
+if LCNET_FAST_BACKEND=torch, for the calls made inside the block (a context variable, so
+other threads are not affected). The references are plain aten ops (SDPA, layer_norm, ...),
+which torch.onnx, torch.jit.trace and torch.export can export; the custom ops
+lcnet_fast::<op> cannot be exported as they are. lcnet_fast.export uses it.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import os
 
@@ -107,7 +117,29 @@ def unavailable_reason(backend: str, op: str, device_type: str) -> str | None:
     raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
 
 
+_REFERENCE_OPS = contextvars.ContextVar("lcnet_fast_reference_ops", default=False)
+
+
+@contextlib.contextmanager
+def reference_ops():
+    """Inside this block every lcnet_fast op runs its pure-PyTorch reference ("torch"
+    backend), whatever LCNET_FAST_BACKEND says: the mode for exporting (ONNX, TorchScript,
+    torch.export) a model that calls the ops. Nests; restores the previous mode on exit."""
+    token = _REFERENCE_OPS.set(True)
+    try:
+        yield
+    finally:
+        _REFERENCE_OPS.reset(token)
+
+
+def reference_ops_enabled() -> bool:
+    """True inside `reference_ops()`."""
+    return _REFERENCE_OPS.get()
+
+
 def requested_backend() -> str:
+    if _REFERENCE_OPS.get():
+        return "torch"
     value = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
     if value != "auto" and value not in BACKENDS:
         raise ValueError(f"{ENV_VAR}={value!r}: expected one of auto, {', '.join(BACKENDS)}")

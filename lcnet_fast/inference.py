@@ -1,0 +1,165 @@
+"""Inference from a trained run, in three lines::
+
+    import lcnet_fast
+    predictor = lcnet_fast.Predictor.from_pretrained("runs/coco")   # run dir or .safetensors file
+    predictor("photo.jpg")          # {label: probability}, every class, most probable first
+
+``predictor(image, threshold=0.5)`` keeps the labels at or above the threshold, ``top_k=K`` the K
+most probable; a list of images gives a list of dicts. An image is a file path, a PIL image, a
+uint8 ``(3, H, W)`` tensor or a uint8 ``(H, W, 3)`` numpy array (RGB). Each image is preprocessed
+exactly as the run recorded in its checkpoint: resized (antialiased, aspect not kept) to the
+``crop_level * image_size`` square, scaled to [0, 1] and normalised with the run's mean/std.
+``predictor.probabilities(images)`` returns the ``(n, C)`` tensor instead.
+
+``lcnet_fast.LCNet.from_pretrained(path)`` (= :func:`load_model`) gives just the model, in eval
+mode, with ``model.classes`` and ``model.preprocess`` attached. ``python -m lcnet_fast.predict``
+is the command-line front end of :class:`Predictor`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from lcnet_fast.checkpoint import CheckpointError, load_checkpoint
+from lcnet_fast.engine.distributed import pick_device
+from lcnet_fast.engine.loop import autocast, resolve_precision
+from lcnet_fast.engine.model import model_from_checkpoint
+
+__all__ = ["Predictor", "load_model", "preprocess_transform", "resize_transform", "to_uint8_chw"]
+
+
+def load_model(path: str, device: torch.device | str = "cpu", weights: str | None = None):
+    """The LCNet of a run directory or checkpoint file (see ``LCNet.from_pretrained``).
+
+    Returns the model in eval mode on `device` with the run's reported weights (`weights` =
+    "ema" or "model" to choose), and attaches ``classes``, ``preprocess`` and
+    ``checkpoint_path``. Errors (no checkpoint, not an lcnet_fast checkpoint, weights missing,
+    state_dict mismatch) raise CheckpointError with the reason.
+    """
+    checkpoint = load_checkpoint(str(path))
+    if weights and not checkpoint.has(weights):
+        raise CheckpointError(f"{checkpoint.path} holds no {weights!r} weights")
+    model = model_from_checkpoint(checkpoint, torch.device(device), weights=weights)
+    model.classes = checkpoint.classes
+    model.preprocess = dict(checkpoint.meta["preprocess"])
+    model.checkpoint_path = checkpoint.path
+    return model
+
+
+def resize_transform(preprocess: dict):
+    """image -> uint8 (3, S, S), S = crop_level * image_size (antialiased resize, as training)."""
+    from torchvision.transforms import v2
+
+    side = int(preprocess["crop_level"]) * int(preprocess["image_size"])
+    return v2.Compose([v2.ToImage(), v2.Resize((side, side), antialias=True)])
+
+
+def preprocess_transform(preprocess: dict):
+    """image -> normalised float32 (3, S, S): the evaluation pipeline the run was trained with."""
+    from lcnet_fast.data import build_transforms
+
+    return build_transforms(
+        train=False,
+        crop_level=preprocess["crop_level"],
+        image_size=preprocess["image_size"],
+        mean=preprocess["mean"],
+        std=preprocess["std"],
+    )
+
+
+def to_uint8_chw(image: Any):
+    """A path, PIL image, uint8 (3, H, W) tensor or uint8 (H, W, 3) array -> what the torchvision
+    transforms take (uint8 (3, H, W) tensor or PIL image); clear errors otherwise."""
+    from lcnet_fast.data import load_image
+
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(os.fspath(image))
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(
+                f"a numpy image must be uint8 (H, W, 3) RGB, got dtype {image.dtype} shape "
+                f"{image.shape}"
+            )
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+    if isinstance(image, torch.Tensor):
+        if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(
+                f"a tensor image must be uint8 (3, H, W) RGB, got dtype {image.dtype} shape "
+                f"{tuple(image.shape)}"
+            )
+        return image
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a dependency
+        Image = None
+    if Image is not None and isinstance(image, Image.Image):
+        return image.convert("RGB")
+    raise TypeError(
+        "an image must be a file path, a PIL image, a uint8 (3, H, W) tensor or a uint8 "
+        f"(H, W, 3) numpy array, got {type(image).__name__}"
+    )
+
+
+class Predictor:
+    """Images -> label probabilities with a trained LCNet and its recorded preprocessing."""
+
+    def __init__(self, model: torch.nn.Module, classes: Sequence[str], preprocess: dict,
+                 device: torch.device | str = "cpu", precision: str = "auto",
+                 batch_size: int = 16):
+        if len(classes) != model.num_classes:
+            raise ValueError(f"{len(classes)} class names for a model with {model.num_classes} "
+                             "classes")
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.classes = list(classes)
+        self.preprocess = dict(preprocess)
+        self.precision = resolve_precision(precision, self.device)
+        self.batch_size = int(batch_size)
+        self.transform = preprocess_transform(self.preprocess)
+
+    @classmethod
+    def from_pretrained(cls, path: str, device: str = "auto", weights: str | None = None,
+                        precision: str = "auto", batch_size: int = 16) -> Predictor:
+        """A run directory (its best, else last checkpoint) or checkpoint file. device "auto" =
+        the GPU when there is one; precision "auto" = bf16 autocast on CUDA, fp32 elsewhere."""
+        target = pick_device(device)
+        model = load_model(path, target, weights)
+        return cls(model, model.classes, model.preprocess, target, precision, batch_size)
+
+    def batch(self, images: Sequence[Any]) -> torch.Tensor:
+        """Preprocessed float32 (n, 3, S, S) batch of `images` (on the predictor's device)."""
+        return torch.stack([self.transform(to_uint8_chw(image)) for image in images]).to(
+            self.device)
+
+    def probabilities(self, images: Any) -> torch.Tensor:
+        """(n, C) float32 probabilities on the CPU; `images` one image or a sequence of them."""
+        single = not isinstance(images, (list, tuple))
+        items = [images] if single else list(images)
+        out = []
+        for start in range(0, len(items), self.batch_size):
+            batch = self.batch(items[start:start + self.batch_size])
+            with torch.inference_mode(), autocast(self.device, self.precision):
+                out.append(torch.sigmoid(self.model(batch).float()).cpu())
+        if not out:
+            return torch.empty(0, len(self.classes))
+        return torch.cat(out)
+
+    def ranked(self, probabilities: torch.Tensor, threshold: float | None = None,
+               top_k: int | None = None) -> list[tuple[str, float]]:
+        """[(label, probability)] of one image, most probable first (ties: class order)."""
+        order = torch.argsort(probabilities, descending=True, stable=True).tolist()
+        items = [(self.classes[i], float(probabilities[i])) for i in order]
+        if threshold is not None:
+            items = [item for item in items if item[1] >= threshold]
+        return items[:top_k] if top_k else items
+
+    def __call__(self, images: Any, threshold: float | None = None, top_k: int | None = None):
+        """{label: probability} (most probable first) for one image, a list of them for a list."""
+        probabilities = self.probabilities(images)
+        results = [dict(self.ranked(p, threshold, top_k)) for p in probabilities]
+        return results if isinstance(images, (list, tuple)) else results[0]
