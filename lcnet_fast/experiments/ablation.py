@@ -1,0 +1,315 @@
+"""``python -m lcnet_fast.experiments ablation``: the paper's ablations (Tables 4-8) at a CPU scale.
+
+Every (row, seed) is one ordinary training run through ``lcnet_fast.train.train`` -- the same config
+system, engine and run directory as ``python -m lcnet_fast.train`` -- so any dataset and any config
+value the train driver accepts works here too (``--dataset voc --data-root ...``, ``--lr 1e-3``,
+``--preset paper-voc``). Rows differ only in the model settings they name (see ``rows.py``); seeds,
+epochs, data and optimiser are shared, so every row gets the same budget.
+
+Outputs (``--output DIR``): ``<stem>.md`` (the table), ``<stem>.json`` (every run's metrics and the
+aggregates), ``<stem>.png`` (mAP over depth and crop level). Run directories go to ``--runs-dir``;
+a finished run found there (same resolved config) is reused, an unfinished one is resumed, so an
+interrupted ablation continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import shutil
+import time
+
+from lcnet_fast.config import (
+    PRESETS,
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    config_to_dict,
+    load_yaml,
+    parse_override_tokens,
+)
+from lcnet_fast.experiments.rows import Row, expand_rows, paper_text
+from lcnet_fast.experiments.stats import fmt_mean_std, mean_std
+
+# what the budgeted CPU run uses when --rows is not given
+DEFAULT_ROWS = "table4,table5,d1_c1_mirror,d4_c1_mirror,table7"
+METRICS = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "CF1_top3", "OF1_top3")
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
+    parser = argparse.ArgumentParser(
+        prog="python -m lcnet_fast.experiments ablation",
+        description="Train one run per (row, seed) and tabulate test metrics. Unrecognised "
+        "--key value pairs are train-config overrides (as for python -m lcnet_fast.train).",
+    )
+    parser.add_argument(
+        "--rows",
+        default=DEFAULT_ROWS,
+        help="comma-separated rows (d<depth>_c<level>[_nograph][_mirror]) and groups "
+        f"(table4..table8); default {DEFAULT_ROWS}",
+    )
+    parser.add_argument("--seeds", default="0,1", help="comma-separated train.seed values")
+    parser.add_argument("--epochs", type=int, help="train.epochs for every run")
+    parser.add_argument("--preset", help="train preset (paper-coco, paper-voc, paper-rope)")
+    parser.add_argument("--config", help="train config YAML")
+    parser.add_argument("--data-root", dest="data_root", help="dataset root (= --data.root)")
+    parser.add_argument("--output", default="experiments", help="where <stem>.md/.json/.png go")
+    parser.add_argument("--stem", default="ablation", help="output file name stem")
+    parser.add_argument(
+        "--runs-dir",
+        default=os.path.join("runs", "experiments", "ablation"),
+        help="parent of the run directories (<runs-dir>/<row>/seed<k>)",
+    )
+    parser.add_argument(
+        "--baseline", help="row the paired mAP differences are taken against (default: first row)"
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="delete existing run directories of these runs first"
+    )
+    parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    args, rest = parser.parse_known_args(argv)
+    overrides = parse_override_tokens(rest)
+    if args.data_root is not None:
+        overrides["data.root"] = args.data_root
+    if args.epochs is not None:
+        overrides["train.epochs"] = args.epochs
+    args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if not args.seed_list:
+        raise ConfigError("--seeds needs at least one seed")
+    return args, overrides
+
+
+def base_config(args: argparse.Namespace, overrides: dict) -> RunConfig:
+    """defaults < preset < YAML < overrides, as lcnet_fast.config.resolve_config, but not yet
+    validated: each row sets the crop level (and with it the synthetic image size) afterwards."""
+    file_data = load_yaml(args.config) if args.config else {}
+    preset = args.preset or file_data.pop("preset", None)
+    cfg = RunConfig()
+    if preset:
+        if preset not in PRESETS:
+            raise ConfigError(
+                f"unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}"
+            )
+        cfg = apply_overrides(cfg, PRESETS[preset])
+    return apply_overrides(apply_overrides(cfg, file_data), overrides)
+
+
+def run_config(args: argparse.Namespace, overrides: dict, row: Row, seed: int, run_dir: str):
+    base = base_config(args, overrides)
+    dataset = base.data.dataset
+    view_size = base.model.image_size
+    row_overrides = row.overrides(view_size, dataset)
+    row_overrides.update({"train.seed": seed, "train.output": run_dir})
+    return apply_overrides(base, row_overrides).validate()
+
+
+def _comparable(config: dict) -> dict:
+    """Config minus what may differ between two attempts of the same run."""
+    config = json.loads(json.dumps(config))
+    for section, key in (("train", "output"), ("data", "num_workers"), ("train", "log_every")):
+        config.get(section, {}).pop(key, None)
+    return config
+
+
+def run_one(args: argparse.Namespace, overrides: dict, row: Row, seed: int) -> dict:
+    """Train (or reuse / resume) one run; return its record for the JSON."""
+    from lcnet_fast.checkpoint import load_checkpoint
+    from lcnet_fast.train import train
+
+    run_dir = os.path.join(args.runs_dir, row.name, f"seed{seed}")
+    cfg = run_config(args, overrides, row, seed, run_dir)
+    if args.fresh and os.path.isdir(run_dir):
+        shutil.rmtree(run_dir)
+    metrics_path = os.path.join(run_dir, "metrics.json")
+    config_path = os.path.join(run_dir, "config.yaml")
+    last = os.path.join(run_dir, "checkpoints", "last.safetensors")
+    status, start = "trained", time.perf_counter()
+    if os.path.isfile(config_path):
+        if _comparable(load_yaml(config_path)) != _comparable(config_to_dict(cfg)):
+            raise ConfigError(
+                f"{run_dir} holds a run with another config; pass --fresh to replace it or "
+                f"choose another --runs-dir"
+            )
+    if os.path.isfile(metrics_path) and os.path.isfile(config_path):
+        with open(metrics_path, encoding="utf-8") as handle:
+            result = json.load(handle)
+        status = "reused"
+    elif os.path.isfile(last):
+        result = train(cfg, run_dir, load_checkpoint(last))
+        status = "resumed"
+    else:
+        result = train(cfg, run_dir)
+    seconds = time.perf_counter() - start
+    per_class = result["per_class_AP"]
+    tiny = {name: ap for name, ap in per_class.items() if name.startswith("tiny_")}
+    return {
+        "row": row.name,
+        "seed": seed,
+        "model": row.model_kwargs(),
+        "input_size": cfg.model.crop_level * cfg.model.image_size,
+        "run_dir": run_dir,
+        "status": status,
+        "seconds": round(seconds, 1),
+        "metrics": {key: result.get(key) for key in METRICS},
+        "per_class_AP": per_class,
+        "tiny_AP": mean_std(tiny.values())[0] if tiny else None,
+    }
+
+
+def aggregate(rows: list[Row], runs: list[dict], baseline: str) -> list[dict]:
+    """Per row: mean/std over seeds of every metric, tiny-class AP, and mAP paired by seed
+    against the baseline row (mean/std of the per-seed differences)."""
+    base_map = {r["seed"]: r["metrics"]["mAP"] for r in runs if r["row"] == baseline}
+    out = []
+    for row in rows:
+        mine = [r for r in runs if r["row"] == row.name]
+        entry = {"row": row.name, "model": row.model_kwargs(), "seeds": [r["seed"] for r in mine]}
+        entry["input_size"] = mine[0]["input_size"] if mine else None
+        for key in METRICS:
+            values = [r["metrics"][key] for r in mine]
+            mean, std = mean_std(values)
+            entry[key] = {"values": values, "mean": mean, "std": std}
+        tiny_names = sorted({n for r in mine for n in r["per_class_AP"] if n.startswith("tiny_")})
+        entry["tiny_AP"] = {}
+        for name in ["mean", *tiny_names]:
+            values = [r["tiny_AP"] if name == "mean" else r["per_class_AP"][name] for r in mine]
+            mean, std = mean_std(values)
+            entry["tiny_AP"][name] = {"values": values, "mean": mean, "std": std}
+        diffs = [
+            r["metrics"]["mAP"] - base_map[r["seed"]]
+            for r in mine
+            if r["seed"] in base_map and r["metrics"]["mAP"] is not None
+        ]
+        mean, std = mean_std(diffs)
+        entry["delta_mAP"] = {"values": diffs, "mean": mean, "std": std, "baseline": baseline}
+        out.append(entry)
+    return out
+
+
+def _cell(stat: dict, digits: int = 1, signed: bool = False) -> str:
+    values = stat["values"]
+    if signed and not math.isnan(stat["mean"]):
+        text = fmt_mean_std(values, digits)
+        return text if text.startswith("-") else f"+{text}"
+    return fmt_mean_std(values, digits)
+
+
+def markdown(result: dict) -> str:
+    agg = result["rows"]
+    setup = result["setup"]
+    lines = [
+        f"Command: `{result['command']}`",
+        "",
+        f"Dataset {setup['dataset']} ({setup['train_images']} train / {setup['test_images']} test "
+        f"images, {setup['num_classes']} classes), backbone {setup['backbone']} "
+        f"(pretrained={setup['pretrained']}), view size M = {setup['view_size']} px (input k*M), "
+        f"d_model {setup['d_model']}, {setup['epochs']} epochs, batch {setup['batch_size']}, "
+        f"lr {setup['lr']}, seeds {setup['seeds']}. Test split, {setup['weights']} weights; "
+        "mean ± sample std over seeds; Δ mAP is paired by seed against "
+        f"`{result['baseline']}`.",
+        "",
+        "| row | LLCD | crop (input px) | graph | mirror | mAP | Δ mAP | CF1 | OF1 | CF1 top-3 "
+        "| tiny AP | paper mAP |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for entry in agg:
+        model = entry["model"]
+        delta = (
+            "(base)"
+            if entry["row"] == result["baseline"]
+            else _cell(entry["delta_mAP"], signed=True)
+        )
+        lines.append(
+            f"| `{entry['row']}` | {model['num_layers']} | {model['crop_level']} "
+            f"({entry['input_size']}) | {'yes' if model['use_graph'] else 'no'} | "
+            f"{'yes' if model['mirror_inputs'] else 'no'} | {_cell(entry['mAP'])} | "
+            f"{delta} | {_cell(entry['CF1'])} | "
+            f"{_cell(entry['OF1'])} | {_cell(entry['CF1_top3'])} | "
+            f"{_cell(entry['tiny_AP']['mean'])} | {paper_text(entry['row'])} |"
+        )
+    tiny_names = [n for n in agg[0]["tiny_AP"] if n != "mean"] if agg else []
+    if tiny_names:
+        lines += [
+            "",
+            "Per-class AP of the small-object classes:",
+            "",
+            "| row | " + " | ".join(f"`{n}`" for n in tiny_names) + " |",
+            "|---|" + "---|" * len(tiny_names),
+        ]
+        for entry in agg:
+            cells = [_cell(entry["tiny_AP"][n]) for n in tiny_names]
+            lines.append(f"| `{entry['row']}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_ablation(argv: list[str] | None = None) -> dict:
+    args, overrides = parse_args(argv)
+    rows = expand_rows(args.rows)
+    baseline = args.baseline or rows[0].name
+    if baseline not in {r.name for r in rows}:
+        raise ConfigError(f"--baseline {baseline!r} is not among the rows")
+    base = base_config(args, overrides)
+    command = "python -m lcnet_fast.experiments ablation " + shlex.join(argv or [])
+    runs = []
+    total = len(rows) * len(args.seed_list)
+    for seed in args.seed_list:  # all rows of seed 0 first: a stopped ablation has whole seeds
+        for row in rows:
+            print(f"[ablation {len(runs) + 1}/{total}] {row.name} seed {seed}", flush=True)
+            runs.append(run_one(args, overrides, row, seed))
+            m_ap = runs[-1]["metrics"]["mAP"]
+            print(
+                f"[ablation {len(runs)}/{total}] {row.name} seed {seed}: test mAP "
+                f"{m_ap:.2f} ({runs[-1]['status']}, {runs[-1]['seconds']:.0f} s)",
+                flush=True,
+            )
+    first = runs[0]
+    setup = {
+        "dataset": base.data.dataset,
+        "train_images": base.data.synthetic_num_train if base.data.dataset == "synthetic" else None,
+        "test_images": base.data.synthetic_num_test if base.data.dataset == "synthetic" else None,
+        "num_classes": len(first["per_class_AP"]),
+        "backbone": base.model.backbone,
+        "pretrained": base.model.pretrained,
+        "view_size": base.model.image_size,
+        "d_model": base.model.d_model,
+        "epochs": base.train.epochs,
+        "batch_size": base.train.batch_size,
+        "lr": base.optim.lr,
+        "seeds": args.seed_list,
+        "weights": "EMA" if base.train.report_ema else "plain",
+    }
+    result = {
+        "command": command,
+        "setup": setup,
+        "baseline": baseline,
+        "rows": aggregate(rows, runs, baseline),
+        "runs": runs,
+    }
+    write_outputs(result, args.output, args.stem, plot=not args.no_plot)
+    return result
+
+
+def write_outputs(result: dict, output: str, stem: str, plot: bool = True) -> dict[str, str]:
+    os.makedirs(output, exist_ok=True)
+    paths = {"md": os.path.join(output, f"{stem}.md"), "json": os.path.join(output, f"{stem}.json")}
+    with open(paths["md"], "w", encoding="utf-8") as handle:
+        handle.write(markdown(result))
+    with open(paths["json"], "w", encoding="utf-8") as handle:
+        json.dump(result, handle, indent=2, allow_nan=True)
+        handle.write("\n")
+    if plot:
+        from lcnet_fast.experiments.plots import plot_ablation
+
+        paths["png"] = os.path.join(output, f"{stem}.png")
+        plot_ablation(result, paths["png"])
+    print("\n" + markdown(result))
+    print("wrote " + ", ".join(paths.values()), flush=True)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    run_ablation(argv)
+    return 0

@@ -1,0 +1,156 @@
+"""The ablation CLI on a tiny config: its table, JSON and PNG hold what the runs returned."""
+
+import json
+import math
+
+import pytest
+
+import lcnet_fast.train as train_module
+from lcnet_fast.experiments.__main__ import main as experiments_main
+from lcnet_fast.experiments.ablation import aggregate, markdown
+from lcnet_fast.experiments.rows import expand_rows
+from lcnet_fast.experiments.stats import fmt_mean_std
+
+ROWS = "d1_c2,d1_c2_nograph"
+
+
+@pytest.fixture(scope="module")
+def ablation_run(tmp_path_factory, tiny_train_args):
+    out = tmp_path_factory.mktemp("ablation")
+    returned = []
+    original = train_module.train
+
+    def recording_train(cfg, run_dir=None, resume=None):
+        result = original(cfg, run_dir, resume)
+        returned.append((cfg, run_dir, result))
+        return result
+
+    train_module.train = recording_train
+    try:
+        argv = [
+            "ablation",
+            "--rows",
+            ROWS,
+            "--seeds",
+            "3",
+            "--epochs",
+            "1",
+            "--output",
+            str(out / "results"),
+            "--runs-dir",
+            str(out / "runs"),
+            *tiny_train_args,
+        ]
+        assert experiments_main(argv) == 0
+    finally:
+        train_module.train = original
+    return out, returned
+
+
+def test_outputs_equal_the_runs(ablation_run):
+    out, returned = ablation_run
+    result = json.loads((out / "results" / "ablation.json").read_text())
+    assert [r["row"] for r in result["runs"]] == ["d1_c2", "d1_c2_nograph"]
+    assert len(returned) == 2
+    for run, (cfg, run_dir, got) in zip(result["runs"], returned, strict=True):
+        # the right model settings reached the training run, with the requested budget and seed
+        assert cfg.model.num_layers == 1 and cfg.model.crop_level == 2
+        assert cfg.model.use_graph == (run["row"] == "d1_c2")
+        assert cfg.train.epochs == 1 and cfg.train.seed == 3 and run["status"] == "trained"
+        assert run["run_dir"] == run_dir
+        for key in ("mAP", "CF1", "OF1", "CF1_top3"):
+            assert run["metrics"][key] == got[key]
+        assert run["per_class_AP"] == got["per_class_AP"]
+        # ... and equal the run directory's own metrics.json
+        on_disk = json.loads((out / "runs" / run["row"] / "seed3" / "metrics.json").read_text())
+        assert on_disk["mAP"] == got["mAP"]
+        tiny = [v for k, v in got["per_class_AP"].items() if k.startswith("tiny_")]
+        assert tiny and math.isclose(run["tiny_AP"], sum(tiny) / len(tiny))
+    table = (out / "results" / "ablation.md").read_text()
+    for run, row in zip(result["runs"], result["rows"], strict=True):
+        assert row["mAP"]["mean"] == run["metrics"]["mAP"]
+        line = next(li for li in table.splitlines() if li.startswith(f"| `{run['row']}` | 1 |"))
+        assert f"| {run['metrics']['mAP']:.1f} |" in line
+        assert f"| {run['metrics']['CF1']:.1f} |" in line
+    assert "Command: `python -m lcnet_fast.experiments ablation --rows d1_c2,d1_c2_nograph" in table
+    png = (out / "results" / "ablation.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 1000
+
+
+def test_rerun_reuses_finished_runs(ablation_run, tiny_train_args, capsys):
+    out, _ = ablation_run
+    argv = [
+        "ablation",
+        "--rows",
+        ROWS,
+        "--seeds",
+        "3",
+        "--epochs",
+        "1",
+        "--output",
+        str(out / "again"),
+        "--runs-dir",
+        str(out / "runs"),
+        "--no-plot",
+        *tiny_train_args,
+    ]
+    assert experiments_main(argv) == 0
+    first = json.loads((out / "results" / "ablation.json").read_text())
+    again = json.loads((out / "again" / "ablation.json").read_text())
+    assert [r["status"] for r in again["runs"]] == ["reused", "reused"]
+    assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in first["runs"]]
+    # another budget in the same run directories is refused, not silently mixed
+    argv[argv.index("--epochs") + 1] = "2"
+    assert experiments_main(argv) == 2
+    assert "another config" in capsys.readouterr().err
+
+
+def _run(row, seed, m_ap, tiny):
+    return {
+        "row": row,
+        "seed": seed,
+        "input_size": 64,
+        "metrics": {
+            k: m_ap for k in ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "CF1_top3", "OF1_top3")
+        },
+        "per_class_AP": {"a": m_ap, "tiny_x": tiny},
+        "tiny_AP": tiny,
+    }
+
+
+def test_aggregate_mean_std_and_paired_delta():
+    rows = expand_rows("d1_c1,d2_c1")
+    runs = [
+        _run("d1_c1", 0, 80.0, 10.0),
+        _run("d1_c1", 1, 82.0, 20.0),
+        _run("d2_c1", 0, 81.0, 30.0),
+        _run("d2_c1", 1, 85.0, 50.0),
+    ]
+    agg = aggregate(rows, runs, "d1_c1")
+    assert agg[1]["mAP"]["mean"] == 83.0 and math.isclose(agg[1]["mAP"]["std"], 2**1.5)
+    assert agg[1]["delta_mAP"]["values"] == [1.0, 3.0] and agg[1]["delta_mAP"]["mean"] == 2.0
+    assert agg[0]["tiny_AP"]["tiny_x"]["mean"] == 15.0
+    text = markdown(
+        {
+            "command": "c",
+            "baseline": "d1_c1",
+            "rows": agg,
+            "setup": dict(
+                dataset="synthetic",
+                train_images=1,
+                test_images=1,
+                num_classes=2,
+                backbone="b",
+                pretrained=False,
+                view_size=64,
+                d_model=8,
+                epochs=1,
+                batch_size=1,
+                lr=1.0,
+                seeds=[0, 1],
+                weights="EMA",
+            ),
+        }
+    )
+    assert "| 83.0 ± 2.8 | +2.0 ± 1.4 |" in text
+    assert fmt_mean_std([None, float("nan")]) == "n/a"
