@@ -30,7 +30,8 @@ from lcnet_fast.engine.distributed import pick_device
 from lcnet_fast.engine.loop import autocast, resolve_precision
 from lcnet_fast.engine.model import model_from_checkpoint
 
-__all__ = ["Predictor", "load_model", "preprocess_transform", "resize_transform", "to_uint8_chw"]
+__all__ = ["Predictor", "infer_model_config", "load_model", "preprocess_transform",
+           "resize_transform", "save_pretrained", "to_uint8_chw"]
 
 
 def load_model(path: str, device: torch.device | str = "cpu", weights: str | None = None):
@@ -49,6 +50,61 @@ def load_model(path: str, device: torch.device | str = "cpu", weights: str | Non
     model.preprocess = dict(checkpoint.meta["preprocess"])
     model.checkpoint_path = checkpoint.path
     return model
+
+
+def infer_model_config(model: torch.nn.Module, backbone_kwargs: dict | None = None) -> dict:
+    """The recorded-model-config dict (LCNet constructor arguments + label_embedding_dim, as the
+    train driver records it) read off a built LCNet. backbone_kwargs (e.g. drop_path_rate) cannot
+    be read back and default to {}; they do not change the state_dict."""
+    layer = model.decoder[0]
+    graph = model.label_graph
+    body = model.backbone.body
+    return {
+        "num_classes": model.num_classes,
+        "backbone": body.pretrained_cfg["architecture"],
+        "pretrained": False,
+        "crop_level": model.crop_level,
+        "image_size": model.image_size,
+        "d_model": model.query_embed.embedding_dim,
+        "num_heads": layer.mha1.num_heads,
+        "num_layers": len(model.decoder),
+        "dim_feedforward": layer.mlp[0].out_features,
+        "dropout": layer.dropout.p,
+        "num_gat_layers": len(graph.gat) if graph.use_graph else 1,
+        "use_graph": graph.use_graph,
+        "mirror_inputs": model.mirror_inputs,
+        "backbone_kwargs": dict(backbone_kwargs or {}),
+        "max_views_per_call": model.max_views_per_call,
+        "label_embedding_dim": graph.label_embeddings.shape[1],
+    }
+
+
+def save_pretrained(model: torch.nn.Module, path: str, classes: Sequence[str] | None = None,
+                    preprocess: dict | None = None, model_config: dict | None = None) -> str:
+    """Write `model` as a weights-only lcnet_fast checkpoint (the format the train driver writes,
+    through lcnet_fast.checkpoint) that ``LCNet.from_pretrained``/``Predictor.from_pretrained``,
+    evaluate, predict, export and visualize read. classes default to ``model.classes`` (else
+    "0".."C-1"), preprocess to ``model.preprocess`` (else ImageNet mean/std at the model's crop
+    level and view size), model_config to :func:`infer_model_config`. Returns the path."""
+    from lcnet_fast.checkpoint import save_checkpoint
+    from lcnet_fast.data import IMAGENET_MEAN, IMAGENET_STD
+
+    classes = list(classes or getattr(model, "classes", None)
+                   or [str(i) for i in range(model.num_classes)])
+    if len(classes) != model.num_classes:
+        raise ValueError(f"{len(classes)} class names for a model with {model.num_classes} "
+                         "classes")
+    preprocess = dict(preprocess or getattr(model, "preprocess", None) or {
+        "crop_level": model.crop_level, "image_size": model.image_size,
+        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)})
+    preprocess.setdefault("input_size", int(preprocess["crop_level"]) * int(
+        preprocess["image_size"]))
+    meta = {"kind": "weights", "classes": classes,
+            "model_config": model_config or infer_model_config(model),
+            "preprocess": preprocess, "weights": "model", "holds_ema": False}
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    save_checkpoint(str(path), tensors, meta)
+    return str(path)
 
 
 def resize_transform(preprocess: dict):

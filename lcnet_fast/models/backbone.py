@@ -39,8 +39,10 @@ class BackboneAdapter(nn.Module):
         """(B, V, 3, M, M) -> ((B, V*h*w, d_model) tokens ordered view by view, h, w)."""
         batch, num_views = views.shape[:2]
         flat = views.transpose(0, 1).reshape(num_views * batch, *views.shape[2:])  # view-major
-        step = flat.shape[0] if not max_views_per_call else max_views_per_call
-        maps = [self.body(chunk)[-1] for chunk in flat.split(step)]
+        if not max_views_per_call:  # one call, no split (keeps exported graphs split-free)
+            maps = [self.body(flat)[-1]]
+        else:
+            maps = [self.body(chunk)[-1] for chunk in flat.split(max_views_per_call)]
         tokens, height, width = feature_map_to_tokens(maps[0] if len(maps) == 1 else torch.cat(maps))
         tokens = self.input_proj(tokens)  # (V*B, h*w, d)
         tokens = tokens.reshape(num_views, batch, height * width, -1).transpose(0, 1)
