@@ -109,9 +109,9 @@ def test_attention_pictures_come_from_the_model(tiny_checkpoint, tmp_path, asser
         assert_png(png)
     assert result["image"].shape == (128, 128, 3) and result["image"].dtype == np.uint8
     # the same numbers, straight from the model
-    batch = preprocess_transform(model.preprocess if hasattr(model, "preprocess") else {
-        "crop_level": 2, "image_size": 64, "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225]})(to_uint8_chw(image)).unsqueeze(0)
+    loaded = lcnet_fast.LCNet.from_pretrained(path)
+    assert loaded.preprocess["crop_level"] == 2 and loaded.preprocess["image_size"] == 64
+    batch = preprocess_transform(loaded.preprocess)(to_uint8_chw(image)).unsqueeze(0)
     with torch.no_grad():
         logits, weights = model(batch, return_attention=True)
     np.testing.assert_allclose(result["probabilities"], torch.sigmoid(logits[0]).numpy(),
@@ -121,7 +121,7 @@ def test_attention_pictures_come_from_the_model(tiny_checkpoint, tmp_path, asser
     h = int(round((tokens / 5) ** 0.5))
     for layer in (0, 1):
         averaged = weights[layer][0].mean(0).double().numpy()  # (N, T), heads averaged
-        for row, name in enumerate(["dog", "tree"]):
+        for name in ("dog", "tree"):
             label = result["classes"].index(name)
             np.testing.assert_allclose(saved[f"tokens_layer{layer + 1}_{name}"],
                                        averaged[label], rtol=1e-5, atol=1e-7)
