@@ -1,0 +1,91 @@
+"""The 3-line inference API: LCNet.from_pretrained and Predictor (lcnet_fast/inference.py)."""
+
+import numpy as np
+import pytest
+import torch
+
+import lcnet_fast
+from lcnet_fast.checkpoint import CheckpointError
+from lcnet_fast.inference import preprocess_transform, save_pretrained
+
+CLASSES = ["sky", "sea", "boat", "bird"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run-directory layout holding a weights checkpoint (what the train driver writes)."""
+    torch.manual_seed(0)
+    model = lcnet_fast.LCNet(len(CLASSES), backbone="test_resnet", crop_level=2, image_size=32,
+                             d_model=32, num_heads=4, num_layers=1, dim_feedforward=48).eval()
+    root = tmp_path_factory.mktemp("inference") / "run"
+    save_pretrained(model, root / "checkpoints" / "best.safetensors", CLASSES)
+    return root, model
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("photo") / "photo.jpg"
+    pixels = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, quality=95)
+    return str(path)
+
+
+def test_from_pretrained_returns_the_model_in_eval_mode(run_dir):
+    root, original = run_dir
+    model = lcnet_fast.LCNet.from_pretrained(str(root))
+    assert isinstance(model, lcnet_fast.LCNet) and not model.training
+    assert model.classes == CLASSES
+    assert model.preprocess["crop_level"] == 2 and model.preprocess["input_size"] == 64
+    assert model.checkpoint_path.endswith("best.safetensors")
+    for key, value in original.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        lcnet_fast.LCNet.from_pretrained(str(root.parent))
+
+
+def test_three_line_api(run_dir, photo):
+    root, _ = run_dir
+    predictor = lcnet_fast.Predictor.from_pretrained(str(root), device="cpu")
+    result = predictor(photo)
+    assert list(result) != [] and sorted(result) == sorted(CLASSES)
+    values = list(result.values())
+    assert values == sorted(values, reverse=True) and all(0 <= v <= 1 for v in values)
+    # the numbers: sigmoid(model(preprocessed image)), preprocessing as recorded
+    model = lcnet_fast.LCNet.from_pretrained(str(root))
+    from lcnet_fast.data import load_image
+
+    batch = preprocess_transform(model.preprocess)(load_image(photo)).unsqueeze(0)
+    with torch.no_grad():
+        expected = torch.sigmoid(model(batch))[0]
+    for index, name in enumerate(CLASSES):
+        assert result[name] == pytest.approx(expected[index].item(), abs=1e-6)
+
+
+def test_inputs_threshold_top_k_and_batches(run_dir, photo):
+    from PIL import Image
+
+    from lcnet_fast.data import load_image
+
+    root, _ = run_dir
+    predictor = lcnet_fast.Predictor.from_pretrained(str(root), device="cpu", batch_size=2)
+    reference = predictor(photo)
+    tensor = load_image(photo)
+    array = tensor.permute(1, 2, 0).numpy()
+    with Image.open(photo) as pil:
+        pil.load()
+        for other in (tensor, array, pil):
+            got = predictor(other)
+            assert list(got) == list(reference)
+            assert np.allclose(list(got.values()), list(reference.values()), atol=1e-6)
+    top = next(iter(reference.values()))
+    assert list(predictor(photo, threshold=top)) == [next(iter(reference))]
+    assert len(predictor(photo, top_k=2)) == 2
+    many = predictor([photo, tensor, array])  # 3 images in batches of 2
+    assert isinstance(many, list) and len(many) == 3
+    assert predictor.probabilities([photo, photo]).shape == (2, len(CLASSES))
+    with pytest.raises(ValueError, match="uint8 .3, H, W."):
+        predictor(torch.zeros(3, 8, 8))
+    with pytest.raises(TypeError, match="file path, a PIL image"):
+        predictor(42)
