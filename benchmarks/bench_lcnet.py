@@ -55,3 +55,58 @@ def test_llcd_stack_forward_backward(benchmark, stacks, kind):
             torch.cuda.synchronize()
 
     benchmark.pedantic(step, rounds=10, warmup_rounds=2)
+
+
+# --- GPU only: the paper-scale model (timm TResNet-L, random weights: no network on the GPU box) ---
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+PAPER_MODEL = dict(backbone="tresnet_l", crop_level=3, image_size=448, d_model=768, num_heads=8,
+                   num_layers=6, dim_feedforward=2048, dropout=0.1)
+
+
+@pytest.fixture(scope="module")
+def paper_models():
+    return dict(zip(("reference", "fast"), model_pair(num_classes=80, device="cuda", **PAPER_MODEL)))
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("mode", ["reference", "fast_eager", "fast_cuda_graph"])
+@pytest.mark.benchmark(group="single_image_inference")
+def test_single_image_inference_gpu(benchmark, paper_models, mode):
+    from lcnet_fast.cuda_graph import CudaGraphForward
+    model = paper_models["reference" if mode == "reference" else "fast"].eval()
+    x = torch.randn(1, 3, 3 * 448, 3 * 448, device="cuda")
+    if mode == "fast_cuda_graph":
+        run = CudaGraphForward(model, batch_size=1, autocast_dtype=torch.bfloat16)
+        step = lambda: run(x)  # noqa: E731
+    else:
+        def step():
+            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+                return model(x)
+
+    def timed():
+        step()
+        torch.cuda.synchronize()
+
+    benchmark.pedantic(timed, rounds=20, warmup_rounds=3)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("views_per_call", ["one_call", "per_view"])
+@pytest.mark.benchmark(group="backbone_one_call_train_step")
+def test_one_call_backbone_train_step_gpu(benchmark, paper_models, views_per_call):
+    model = paper_models["fast"].train()
+    batch = 8
+    model.max_views_per_call = None if views_per_call == "one_call" else batch
+    x = torch.randn(batch, 3, 3 * 448, 3 * 448, device="cuda")
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(x).float().sum()
+        loss.backward()
+        torch.cuda.synchronize()
+
+    benchmark.pedantic(step, rounds=5, warmup_rounds=1)
+    model.max_views_per_call = None
