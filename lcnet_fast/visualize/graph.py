@@ -12,11 +12,14 @@ GAT's attention scores: node i attends to node j with weight proportional to
 
 The CSV holds W (N x N, class names as header and index, row i = from class i, diagonal included),
 so it equals the transform of the model's parameter. The picture draws an undirected edge i-j with
-strength ``s_ij = (W_ij + W_ji) / 2`` for i != j; edges with ``s_ij < threshold * max(s)`` (relative
-to the strongest edge, default 0.5) or ``s_ij <= 0`` are dropped; edge width and opacity grow with
-s. Node positions come from stress majorisation (SMACOF) on the dissimilarity
-``d_ij = 1 - max(s_ij, 0) / max(s)``, so strongly related labels sit closer; the layout is
-deterministic (classical MDS start).
+strength ``s_ij = (W_ij + W_ji) / 2`` for i != j, rescaled over the off-diagonal pairs to
+``r_ij = (s_ij - min s) / (max s - min s)`` in [0, 1] (a trained graph moves away from a flat start
+such as one-hot/cosine, whose off-diagonal entries are all equal; the rescaling shows what was
+learned, not the common baseline). Edges with ``r_ij < threshold`` (default 0.5) are dropped, and so
+are all edges of a graph whose off-diagonal strengths are all equal (nothing learned to show); edge
+width and opacity grow with r. Node positions come from stress majorisation (SMACOF) on the
+dissimilarity ``d_ij = 0.15 + 0.85 (1 - r_ij)``, so strongly related labels sit closer; the layout
+is deterministic (classical MDS start).
 """
 
 from __future__ import annotations
@@ -60,32 +63,43 @@ def edge_strengths(w: np.ndarray) -> np.ndarray:
     return s
 
 
+def relative_strengths(strength: np.ndarray) -> np.ndarray:
+    """r = (s - min s) / (max s - min s) over the off-diagonal pairs (zero diagonal; all zero when
+    the off-diagonal strengths are all equal)."""
+    n = strength.shape[0]
+    off = ~np.eye(n, dtype=bool)
+    r = np.zeros_like(strength, dtype=np.float64)
+    if n < 2:
+        return r
+    low, high = float(strength[off].min()), float(strength[off].max())
+    if high - low <= 1e-12 * max(1.0, abs(high)):
+        return r
+    r[off] = (strength[off] - low) / (high - low)
+    return r
+
+
 def kept_edges(strength: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:
-    """[(i, j, s_ij)] for i < j with s_ij > 0 and s_ij >= threshold * max(s), strongest first."""
+    """[(i, j, r_ij)] for i < j with r_ij >= threshold and r_ij > 0, strongest first
+    (r = relative_strengths(strength))."""
     if not 0.0 <= threshold <= 1.0:
-        raise VisualizeError(f"threshold is relative to the strongest edge: expected a value in "
-                             f"[0, 1], got {threshold}")
-    top = float(strength.max()) if strength.size else 0.0
-    if top <= 0:
-        return []
-    i, j = np.triu_indices(strength.shape[0], k=1)
-    values = strength[i, j]
-    keep = (values > 0) & (values >= threshold * top)
+        raise VisualizeError(f"threshold is relative (0 = weakest pair, 1 = strongest): expected "
+                             f"a value in [0, 1], got {threshold}")
+    r = relative_strengths(strength)
+    i, j = np.triu_indices(r.shape[0], k=1)
+    values = r[i, j]
+    keep = (values > 0) & (values >= threshold)
     edges = [(int(a), int(b), float(v)) for a, b, v in zip(i[keep], j[keep], values[keep],
                                                              strict=True)]
     return sorted(edges, key=lambda e: -e[2])
 
 
 def graph_layout(strength: np.ndarray, iterations: int = 300) -> np.ndarray:
-    """(N, 2) positions: SMACOF stress majorisation on d = 1 - s / max(s) (clipped to [0, 1])."""
+    """(N, 2) positions: SMACOF stress majorisation on d = 0.15 + 0.85 (1 - r)."""
     n = strength.shape[0]
     if n == 1:
         return np.zeros((1, 2))
-    top = float(strength.max())
-    similarity = np.clip(strength, 0.0, None) / top if top > 0 else np.zeros_like(strength)
-    d = 1.0 - similarity
     # keep every pair apart a little, so that tightly linked labels stay legible
-    d = 0.15 + 0.85 * d
+    d = 0.15 + 0.85 * (1.0 - relative_strengths(strength))
     np.fill_diagonal(d, 0.0)
     # classical MDS start (deterministic)
     j = np.eye(n) - np.ones((n, n)) / n
@@ -133,9 +147,7 @@ def draw_graph(classes: list[str], strength: np.ndarray, edges, positions: np.nd
     side = float(np.clip(3.0 + 0.12 * n, 5.0, 16.0))
     figure = new_figure(side, side)
     axes = figure.add_subplot(1, 1, 1)
-    top = max((e[2] for e in edges), default=1.0)
-    for i, j, s in reversed(edges):  # strongest drawn last, on top
-        rel = s / top
+    for i, j, rel in reversed(edges):  # strongest drawn last, on top
         axes.plot(*positions[[i, j]].T, color="tab:blue", linewidth=0.5 + 5.0 * rel,
                   alpha=0.25 + 0.6 * rel, zorder=1, solid_capstyle="round")
     degree = np.zeros(n)
@@ -160,7 +172,7 @@ def plot_label_graph(checkpoint, out_dir: str | None = None, transform: str = "s
     """Write ``label_graph_<transform>.png`` and ``label_graph_<transform>.csv`` into out_dir.
 
     checkpoint: run directory, checkpoint file or a loaded LCNet. Returns {png, csv, matrix (W),
-    strength, edges [(i, j, s)], positions, classes}.
+    strength (s), relative (r), edges [(i, j, r_ij)], positions, classes}.
     """
     model = load_for_pictures(checkpoint, weights)
     matrix = correlation_matrix(model, transform)
@@ -173,8 +185,11 @@ def plot_label_graph(checkpoint, out_dir: str | None = None, transform: str = "s
                                 classes)
     label = "softmax(A) (GAT attention prior)" if transform == "softmax" else "A (raw)"
     title = (f"Learned label-correlation graph: {len(classes)} labels, {len(edges)} edges\n"
-             f"strength = symmetrised {label}, edges >= {threshold:g} x strongest")
+             f"strength = symmetrised {label}, min-max scaled; edges >= {threshold:g}")
+    relative = relative_strengths(strength)
+    if len(classes) > 1 and not relative.any():
+        title += "\nall off-diagonal strengths are equal: no learned structure to draw"
     figure = draw_graph(classes, strength, edges, positions, title)
     png_path = save_figure(figure, os.path.join(out_dir, f"label_graph_{transform}.png"))
     return {"png": png_path, "csv": csv_path, "matrix": matrix, "strength": strength,
-            "edges": edges, "positions": positions, "classes": classes}
+            "relative": relative, "edges": edges, "positions": positions, "classes": classes}

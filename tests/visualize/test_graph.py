@@ -29,12 +29,12 @@ def test_edges_follow_the_threshold_and_layout_puts_strong_pairs_closer(tiny_che
     result = plot_label_graph(path, str(tmp_path), threshold=0.4)
     w = torch.softmax(model.label_graph.correlation.detach().double(), dim=-1).numpy()
     s = (w + w.T) / 2
-    np.fill_diagonal(s, 0)
-    top = s.max()
+    pairs = [(i, j) for i in range(len(classes)) for j in range(i + 1, len(classes))]
+    low, high = min(s[p] for p in pairs), max(s[p] for p in pairs)
     kept = {(i, j) for i, j, _ in result["edges"]}
-    for i in range(len(classes)):
-        for j in range(i + 1, len(classes)):
-            assert ((i, j) in kept) == (s[i, j] >= 0.4 * top), (i, j, s[i, j], top)
+    for i, j in pairs:
+        r = (s[i, j] - low) / (high - low)
+        assert ((i, j) in kept) == (r >= 0.4), (i, j, r)
     # nodes of the strongest pairs sit closer than the weakest pairs
     pos = result["positions"]
     pairs = sorted((s[i, j], np.linalg.norm(pos[i] - pos[j]))
@@ -43,10 +43,14 @@ def test_edges_follow_the_threshold_and_layout_puts_strong_pairs_closer(tiny_che
     assert np.mean([d for _, d in strong]) < np.mean([d for _, d in weak])
 
 
-def test_kept_edges_drops_weak_and_nonpositive():
+def test_kept_edges_are_min_max_scaled_and_flat_graphs_have_none():
+    # s01 = 0.5, s02 = -1, s12 = 0.1 -> r = 1, 0, 1.1 / 1.5
     s = edge_strengths(np.array([[0.0, 1.0, -2.0], [0.0, 0.0, 0.2], [0.0, 0.0, 0.0]]))
-    assert kept_edges(s, 0.5) == [(0, 1, 0.5)]
-    assert [e[:2] for e in kept_edges(s, 0.0)] == [(0, 1), (1, 2)]
+    assert kept_edges(s, 0.8) == [(0, 1, 1.0)]
+    assert kept_edges(s, 0.5) == [(0, 1, 1.0), (1, 2, pytest.approx(1.1 / 1.5))]
+    assert [e[:2] for e in kept_edges(s, 0.0)] == [(0, 1), (1, 2)]  # the weakest pair never
+    flat = edge_strengths(np.full((4, 4), 0.3))  # e.g. softmax of an untrained one-hot graph
+    assert kept_edges(flat, 0.0) == []
     with pytest.raises(VisualizeError, match="threshold"):
         kept_edges(s, 2.0)
 
