@@ -162,6 +162,8 @@ def plot_attention(checkpoint, image, labels=None, layers="all", out_dir: str | 
         name = result["classes"][label]
         panels = len(result["layers"])
         figure = new_figure(3.2 * panels + 0.8, 3.6)
+        top = max(float(result["maps"][layer]["combined"][row].max())
+                  for layer in result["layers"])  # one colour scale for all panels
         for column, layer in enumerate(result["layers"]):
             heat = result["maps"][layer]["combined"][row]
             arrays[f"layer{layer + 1}_{_safe(name)}"] = heat
@@ -169,7 +171,7 @@ def plot_attention(checkpoint, image, labels=None, layers="all", out_dir: str | 
             axes = figure.add_subplot(1, panels, column + 1)
             axes.imshow(picture, extent=(0, side, side, 0))
             shown = axes.imshow(heat, extent=(0, side, side, 0), cmap="jet", alpha=0.45,
-                                interpolation="bilinear")
+                                interpolation="bilinear", vmin=0.0, vmax=top)
             for cut in range(1, k):  # the Crop-Forwarding grid
                 axes.axhline(cut * side / k, color="white", linewidth=1.2, linestyle="--")
                 axes.axvline(cut * side / k, color="white", linewidth=1.2, linestyle="--")
