@@ -3,7 +3,7 @@
 Importing this package loads lcnet_fast._C if it was built (never failing if not);
 Triton kernel modules are imported lazily, on first use.
 """
-from lcnet_fast.ops._backend import BackendUnavailableError, choose_backend
+from lcnet_fast.ops._backend import BackendUnavailableError, choose_backend, reference_ops
 from lcnet_fast.ops.crop_views import crop_views, crop_views_reference
 from lcnet_fast.ops.cross_attention import cross_attention, cross_attention_reference
 from lcnet_fast.ops.dropout_add_layer_norm import (
@@ -13,4 +13,4 @@ from lcnet_fast.ops.dropout_add_layer_norm import (
 
 __all__ = ["BackendUnavailableError", "choose_backend", "crop_views", "crop_views_reference",
            "cross_attention", "cross_attention_reference", "dropout_add_layer_norm",
-           "dropout_add_layer_norm_reference"]
+           "dropout_add_layer_norm_reference", "reference_ops"]
