@@ -300,7 +300,7 @@ def markdown(result: dict) -> str:
         f"Command: `{result['command']}`",
         "",
         f"{s['device']} ({s['device_name']}), {s['precision']}, torch {s['torch']}, "
-        f"{s['threads']} threads; backbone {s['backbone']} (random init), view M = "
+        f"torch threads: {s['threads']}; backbone {s['backbone']} (random init), view M = "
         f"{s['image_size']} px (input k*M), d_model {s['d_model']}, {s['num_classes']} classes, "
         f"train batch {s['batch_size']}; median of {s['rounds']} interleaved rounds after "
         f"{s['warmup']} warm-up. Ratio = median of per-round reference/fast (> 1: fast is "
