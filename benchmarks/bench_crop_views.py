@@ -1,7 +1,7 @@
 """crop_views: the plain PyTorch op chain (reference) against each fast backend.
 
     pytest benchmarks/bench_crop_views.py                  # CPU: B=8, level 3, size 64
-    pytest benchmarks/bench_crop_views.py -m gpu           # GPU: paper scale B=56, level 3, size 448
+    pytest benchmarks/bench_crop_views.py -m gpu   # GPU: paper scale B=56, level 3, size 448
 
 Group `crop_views`; compare medians within one run (CPU timing here is noisy).
 """

@@ -1,19 +1,28 @@
 """LCNet forward+backward and the LLCD stack: reference vs fast (same weights), one group each.
 
-    pytest benchmarks/bench_lcnet.py --benchmark-json=lcnet.json
+pytest benchmarks/bench_lcnet.py --benchmark-json=lcnet.json
 """
+
 import pytest
 import torch
 
-from benchmarks.models import (CPU_BATCH, CPU_LLCD, CPU_MODEL, PAPER_LLCD, llcd_inputs, llcd_stacks,
-                               model_pair, run_stack)
+from benchmarks.models import (
+    CPU_BATCH,
+    CPU_LLCD,
+    CPU_MODEL,
+    PAPER_LLCD,
+    llcd_inputs,
+    llcd_stacks,
+    model_pair,
+    run_stack,
+)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @pytest.fixture(scope="module")
 def models():
-    return dict(zip(("reference", "fast"), model_pair(device=DEVICE, **CPU_MODEL)))
+    return dict(zip(("reference", "fast"), model_pair(device=DEVICE, **CPU_MODEL), strict=True))
 
 
 @pytest.mark.benchmark(group="lcnet_train_step")
@@ -46,7 +55,9 @@ def stacks():
 def test_llcd_stack_forward_backward(benchmark, stacks, kind):
     stack = stacks[kind]
     if stack is None:
-        pytest.skip("torch.compile of the reference is only benchmarked on GPU (CPU compile is minutes)")
+        pytest.skip(
+            "torch.compile of the reference is only benchmarked on GPU (CPU compile is minutes)"
+        )
     q, img, graph = llcd_inputs(LLCD_SHAPE, DEVICE, LLCD_DTYPE)
 
     def step():
@@ -57,15 +68,29 @@ def test_llcd_stack_forward_backward(benchmark, stacks, kind):
     benchmark.pedantic(step, rounds=10, warmup_rounds=2)
 
 
-# --- GPU only: the paper-scale model (timm TResNet-L, random weights: no network on the GPU box) ---
+# --- GPU only: the paper-scale model (timm TResNet-L, random weights: the GPU box has no network)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-PAPER_MODEL = dict(backbone="tresnet_l", crop_level=3, image_size=448, d_model=768, num_heads=8,
-                   num_layers=6, dim_feedforward=2048, dropout=0.1)
+PAPER_MODEL = dict(
+    backbone="tresnet_l",
+    crop_level=3,
+    image_size=448,
+    d_model=768,
+    num_heads=8,
+    num_layers=6,
+    dim_feedforward=2048,
+    dropout=0.1,
+)
 
 
 @pytest.fixture(scope="module")
 def paper_models():
-    return dict(zip(("reference", "fast"), model_pair(num_classes=80, device="cuda", **PAPER_MODEL)))
+    return dict(
+        zip(
+            ("reference", "fast"),
+            model_pair(num_classes=80, device="cuda", **PAPER_MODEL),
+            strict=True,
+        )
+    )
 
 
 @pytest.mark.gpu
@@ -74,12 +99,14 @@ def paper_models():
 @pytest.mark.benchmark(group="single_image_inference")
 def test_single_image_inference_gpu(benchmark, paper_models, mode):
     from lcnet_fast.cuda_graph import CudaGraphForward
+
     model = paper_models["reference" if mode == "reference" else "fast"].eval()
     x = torch.randn(1, 3, 3 * 448, 3 * 448, device="cuda")
     if mode == "fast_cuda_graph":
         run = CudaGraphForward(model, batch_size=1, autocast_dtype=torch.bfloat16)
         step = lambda: run(x)  # noqa: E731
     else:
+
         def step():
             with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
                 return model(x)

@@ -1,19 +1,36 @@
 """Model configurations shared by the model benchmarks and the interleaved CPU comparison."""
+
+import lcnet_reference
 import torch
 
 import lcnet_fast
-import lcnet_reference
 
 # Small enough for a 2-core CPU, big enough that the decoder is a visible share of the step.
-CPU_MODEL = dict(backbone="resnet10t", crop_level=2, image_size=64, d_model=128, num_heads=4,
-                 num_layers=2, dim_feedforward=256, dropout=0.1)
+CPU_MODEL = dict(
+    backbone="resnet10t",
+    crop_level=2,
+    image_size=64,
+    d_model=128,
+    num_heads=4,
+    num_layers=2,
+    dim_feedforward=256,
+    dropout=0.1,
+)
 CPU_CLASSES, CPU_BATCH = 20, 4
 
 # The paper's decoder shape (Table 9 setting): B = 56, N = 80, T = 10 views x 14 x 14, d = 768.
-PAPER_LLCD = dict(batch=56, labels=80, tokens=10 * 196, d_model=768, num_heads=8, num_layers=6,
-                  dim_feedforward=2048)
-CPU_LLCD = dict(batch=4, labels=20, tokens=5 * 16, d_model=128, num_heads=4, num_layers=2,
-                dim_feedforward=256)
+PAPER_LLCD = dict(
+    batch=56,
+    labels=80,
+    tokens=10 * 196,
+    d_model=768,
+    num_heads=8,
+    num_layers=6,
+    dim_feedforward=2048,
+)
+CPU_LLCD = dict(
+    batch=4, labels=20, tokens=5 * 16, d_model=128, num_heads=4, num_layers=2, dim_feedforward=256
+)
 
 
 def model_pair(num_classes=CPU_CLASSES, device="cpu", **config):
@@ -27,9 +44,18 @@ def model_pair(num_classes=CPU_CLASSES, device="cpu", **config):
 def llcd_stacks(layer_config, device="cpu", dtype=torch.float32):
     """(reference stack, fast stack) of LLCD layers holding the same weights."""
     torch.manual_seed(0)
-    args = (layer_config["d_model"], layer_config["num_heads"], layer_config["dim_feedforward"], 0.1)
-    reference = torch.nn.ModuleList(lcnet_reference.LLCDLayer(*args) for _ in range(layer_config["num_layers"]))
-    fast = torch.nn.ModuleList(lcnet_fast.LLCDLayer(*args) for _ in range(layer_config["num_layers"]))
+    args = (
+        layer_config["d_model"],
+        layer_config["num_heads"],
+        layer_config["dim_feedforward"],
+        0.1,
+    )
+    reference = torch.nn.ModuleList(
+        lcnet_reference.LLCDLayer(*args) for _ in range(layer_config["num_layers"])
+    )
+    fast = torch.nn.ModuleList(
+        lcnet_fast.LLCDLayer(*args) for _ in range(layer_config["num_layers"])
+    )
     fast.load_state_dict(reference.state_dict(), strict=True)
     return reference.to(device, dtype), fast.to(device, dtype)
 

@@ -5,22 +5,31 @@ layers, AddNorms); on a fast GPU the launch overhead, not the arithmetic, sets t
 graph records the whole forward once for a fixed input shape and replays it with one launch.
 
     runner = CudaGraphForward(model.eval(), batch_size=1)   # model on a CUDA device
-    logits = runner(images)                                 # images: (1, 3, k*M, k*M) on that device
+    logits = runner(images)           # images: (1, 3, k*M, k*M) on that device
 
 The input is copied into a static buffer, the graph replays, and a copy of the static output is
 returned (so the caller may keep it across replays). Shapes and dtype are fixed at capture; another
 shape is an error, not a silent re-capture.
 """
+
 import torch
 from torch import nn
 
 
 class CudaGraphForward:
-    def __init__(self, model: nn.Module, batch_size: int = 1, dtype: torch.dtype = torch.float32,
-                 autocast_dtype: torch.dtype | None = None, warmup_iterations: int = 3):
+    def __init__(
+        self,
+        model: nn.Module,
+        batch_size: int = 1,
+        dtype: torch.dtype = torch.float32,
+        autocast_dtype: torch.dtype | None = None,
+        warmup_iterations: int = 3,
+    ):
         device = next(model.parameters()).device
         if device.type != "cuda":
-            raise RuntimeError(f"CUDA graph capture needs the model on a CUDA device, it is on {device}")
+            raise RuntimeError(
+                f"CUDA graph capture needs the model on a CUDA device, it is on {device}"
+            )
         if model.training:
             raise RuntimeError("CUDA graph capture is for inference: call model.eval() first")
         side = model.crop_level * model.image_size
@@ -47,8 +56,10 @@ class CudaGraphForward:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         expected = self.static_input
         if images.shape != expected.shape or images.device != expected.device:
-            raise ValueError(f"images must be {tuple(expected.shape)} on {expected.device} (the captured "
-                             f"shape), got {tuple(images.shape)} on {images.device}")
+            raise ValueError(
+                f"images must be {tuple(expected.shape)} on {expected.device} (the captured "
+                f"shape), got {tuple(images.shape)} on {images.device}"
+            )
         expected.copy_(images)
         self.graph.replay()
         return self.static_output.clone()

@@ -145,10 +145,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from lcnet_fast.train import USER_ERRORS
+    from lcnet_fast.engine.cli import run_cli
 
-    try:
-        sys.exit(main())
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_cli(main))

@@ -266,13 +266,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cli() -> int:
-    from lcnet_fast.train import USER_ERRORS
+    from lcnet_fast.engine.cli import run_cli
 
-    try:
-        return main()
-    except (*USER_ERRORS, ExportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(main, extra_errors=(ExportError,))
 
 
 if __name__ == "__main__":

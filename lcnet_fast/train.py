@@ -570,11 +570,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def cli() -> int:
     """Console entry: known user errors print one clear line instead of a traceback."""
-    try:
-        return main()
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    from lcnet_fast.engine.cli import run_cli
+
+    return run_cli(main)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,18 @@
 """Asymmetric Loss: against a direct per-element transcription of the ASL formula."""
+
 import math
 
+import lcnet_reference
 import pytest
 import torch
 
-import lcnet_reference
 from lcnet_fast.losses import AsymmetricLoss, asymmetric_loss
 
 
 def transcription(logits, targets, gamma_pos, gamma_neg, clip, eps=1e-8):
     """ASL element by element, in plain Python floats."""
     total = 0.0
-    for x, y in zip(logits.flatten().tolist(), targets.flatten().tolist()):
+    for x, y in zip(logits.flatten().tolist(), targets.flatten().tolist(), strict=True):
         if y == -1:
             continue
         p = 1 / (1 + math.exp(-x))
@@ -19,11 +20,13 @@ def transcription(logits, targets, gamma_pos, gamma_neg, clip, eps=1e-8):
             total += -((1 - p) ** gamma_pos) * math.log(max(p, eps))
         else:
             p_m = max(p - clip, 0.0)
-            total += -(p_m ** gamma_neg) * math.log(max(1 - p_m, eps))
+            total += -(p_m**gamma_neg) * math.log(max(1 - p_m, eps))
     return total
 
 
-@pytest.mark.parametrize("gamma_pos,gamma_neg,clip", [(0, 4, 0.05), (1, 4, 0.05), (0, 0, 0), (2, 3, 0.2)])
+@pytest.mark.parametrize(
+    "gamma_pos,gamma_neg,clip", [(0, 4, 0.05), (1, 4, 0.05), (0, 0, 0), (2, 3, 0.2)]
+)
 def test_matches_transcription(gamma_pos, gamma_neg, clip):
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(6, 9, generator=g, dtype=torch.float64) * 4
@@ -42,7 +45,9 @@ def test_ignored_targets_contribute_nothing_and_mean_counts_valid_only():
     targets = torch.tensor([[1.0, -1.0, 0.0]], dtype=torch.float64)
     per_element = asymmetric_loss(logits, targets, reduction="none")
     assert per_element[0, 1] == 0
-    assert asymmetric_loss(logits, targets, reduction="mean").item() == pytest.approx(per_element.sum().item() / 2)
+    assert asymmetric_loss(logits, targets, reduction="mean").item() == pytest.approx(
+        per_element.sum().item() / 2
+    )
 
 
 def test_gradcheck_float64():
@@ -61,8 +66,8 @@ def test_detached_focusing_keeps_value_changes_gradient():
     a = asymmetric_loss(logits, targets, gamma_pos=1)
     b = asymmetric_loss(logits, targets, gamma_pos=1, detach_focusing=True)
     assert a.item() == pytest.approx(b.item())
-    ga, = torch.autograd.grad(a, logits)
-    gb, = torch.autograd.grad(b, logits)
+    (ga,) = torch.autograd.grad(a, logits)
+    (gb,) = torch.autograd.grad(b, logits)
     assert not torch.allclose(ga, gb)
 
 

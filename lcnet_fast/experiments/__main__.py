@@ -18,13 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"error: unknown experiment {command!r}\n{USAGE}", file=sys.stderr)
         return 2
-    from lcnet_fast.train import USER_ERRORS
+    from lcnet_fast.engine.cli import run_cli
 
-    try:
-        return run(rest)
-    except (*USER_ERRORS, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: run(rest), extra_errors=(ValueError,))
 
 
 if __name__ == "__main__":

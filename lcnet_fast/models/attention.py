@@ -7,6 +7,7 @@ read the same tensor into one matmul (`project`), then calls `attend` on ready h
 the `lcnet_fast::cross_attention` op (FlashAttention-style Triton kernels on GPU; SDPA on CPU and
 whenever attention dropout is active, see lcnet_fast/ops/cross_attention.py).
 """
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,10 +30,10 @@ class ProjectedAttention(nn.Module):
         nn.init.zeros_(self.out_proj.bias)
 
     def weight(self, part: int) -> torch.Tensor:
-        return self.in_proj_weight[part * self.d_model:(part + 1) * self.d_model]
+        return self.in_proj_weight[part * self.d_model : (part + 1) * self.d_model]
 
     def bias(self, part: int) -> torch.Tensor:
-        return self.in_proj_bias[part * self.d_model:(part + 1) * self.d_model]
+        return self.in_proj_bias[part * self.d_model : (part + 1) * self.d_model]
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L, d) -> (B, H, L, d/H)."""

@@ -7,6 +7,7 @@ reference's one-call-per-view schedule exactly, BatchNorm training statistics in
 One call over all B*V views normalises BatchNorm (in train mode) over all views together — a
 different, equally valid batch statistic than per-view calls; in eval mode both are identical.
 """
+
 import timm
 import torch
 from torch import nn
@@ -19,18 +20,21 @@ def feature_map_to_tokens(features: torch.Tensor) -> tuple[torch.Tensor, int, in
         return features.flatten(2).transpose(1, 2), height, width
     if features.dim() == 3:
         tokens = features.shape[1]
-        side = int(round(tokens ** 0.5))
+        side = int(round(tokens**0.5))
         if side * side != tokens:
             raise ValueError(f"backbone returned {tokens} tokens, which is not a square grid")
         return features, side, side
-    raise ValueError(f"backbone output must be (B, C, h, w) or (B, T, C), got {tuple(features.shape)}")
+    raise ValueError(
+        f"backbone output must be (B, C, h, w) or (B, T, C), got {tuple(features.shape)}"
+    )
 
 
 class BackboneAdapter(nn.Module):
     def __init__(self, name: str, d_model: int, pretrained: bool = False, **timm_kwargs):
         super().__init__()
-        self.body = timm.create_model(name, pretrained=pretrained, features_only=True,
-                                      out_indices=(-1,), **timm_kwargs)
+        self.body = timm.create_model(
+            name, pretrained=pretrained, features_only=True, out_indices=(-1,), **timm_kwargs
+        )
         self.num_channels = self.body.feature_info.channels()[-1]
         self.reduction = self.body.feature_info.reduction()[-1]
         self.input_proj = nn.Linear(self.num_channels, d_model)
@@ -43,7 +47,9 @@ class BackboneAdapter(nn.Module):
             maps = [self.body(flat)[-1]]
         else:
             maps = [self.body(chunk)[-1] for chunk in flat.split(max_views_per_call)]
-        tokens, height, width = feature_map_to_tokens(maps[0] if len(maps) == 1 else torch.cat(maps))
+        tokens, height, width = feature_map_to_tokens(
+            maps[0] if len(maps) == 1 else torch.cat(maps)
+        )
         tokens = self.input_proj(tokens)  # (V*B, h*w, d)
         tokens = tokens.reshape(num_views, batch, height * width, -1).transpose(0, 1)
         return tokens.reshape(batch, num_views * height * width, -1), height, width

@@ -1,11 +1,12 @@
 """Crop-Forwarding views of a float batch, without a Python loop over crops.
 
 (B, 3, k*M, k*M) -> (B, V, 3, M, M): view 0 = avg_pool2d(image, k) (area downsampling), views
-1..k^2 = the M x M tiles in row-major order; at level 1 the single view is the image itself. The tiles
-are a reshape + permute of the input (one copy), so every view of every image can go through the
-backbone in one call. For decoded uint8 images, `lcnet_fast.ops.crop_views` does the same cut fused
-with normalisation in one pass.
+1..k^2 = the M x M tiles in row-major order; at level 1 the single view is the image itself. The
+tiles are a reshape + permute of the input (one copy), so every view of every image can go through
+the backbone in one call. For decoded uint8 images, `lcnet_fast.ops.crop_views` does the same cut
+fused with normalisation in one pass.
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -24,13 +25,17 @@ def check_images(images: torch.Tensor, level: int) -> int:
     if images.dim() != 4:
         raise ValueError(f"images must be 4-D (B, 3, H, W), got shape {tuple(images.shape)}")
     if not images.is_floating_point():
-        raise TypeError(f"images must be a floating-point tensor (normalised), got dtype {images.dtype}")
+        raise TypeError(
+            f"images must be a floating-point tensor (normalised), got dtype {images.dtype}"
+        )
     if level < 1:
         raise ValueError(f"crop level must be >= 1, got {level}")
     height, width = images.shape[-2:]
     if height != width or height % level != 0:
-        raise ValueError(f"images must be square with a side divisible by the crop level {level} "
-                         f"(k*M x k*M), got {height}x{width}")
+        raise ValueError(
+            f"images must be square with a side divisible by the crop level {level} "
+            f"(k*M x k*M), got {height}x{width}"
+        )
     return height // level
 
 
@@ -41,7 +46,9 @@ def split_views(images: torch.Tensor, level: int) -> torch.Tensor:
         return images.unsqueeze(1)
     batch, channels = images.shape[:2]
     global_view = F.avg_pool2d(images, kernel_size=level).unsqueeze(1)
-    tiles = (images.reshape(batch, channels, level, size, level, size)
-             .permute(0, 2, 4, 1, 3, 5)  # (B, row, col, C, M, M)
-             .reshape(batch, level * level, channels, size, size))
+    tiles = (
+        images.reshape(batch, channels, level, size, level, size)
+        .permute(0, 2, 4, 1, 3, 5)  # (B, row, col, C, M, M)
+        .reshape(batch, level * level, channels, size, size)
+    )
     return torch.cat([global_view, tiles], dim=1)

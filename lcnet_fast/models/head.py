@@ -1,4 +1,5 @@
 """Per-class linear head: one linear classifier per label token."""
+
 import torch
 from torch import nn
 
@@ -10,7 +11,9 @@ class PerClassLinear(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_classes, d_model))
         self.bias = nn.Parameter(torch.zeros(num_classes))
-        nn.init.normal_(self.weight, std=d_model ** -0.5)
+        nn.init.normal_(self.weight, std=d_model**-0.5)
 
     def forward(self, label_tokens: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("bnd,nd->bn", label_tokens, self.weight.to(label_tokens.dtype)) + self.bias
+        return (
+            torch.einsum("bnd,nd->bn", label_tokens, self.weight.to(label_tokens.dtype)) + self.bias
+        )

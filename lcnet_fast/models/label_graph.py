@@ -6,6 +6,7 @@ correlation matrix A (N, N) as an additive score bias, then an FFN, each with a 
 LayerNorm. The graph does not depend on the image, so the model runs it once per forward (not once
 per image) and broadcasts its (N, d) output over the batch.
 """
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,8 +19,12 @@ class GATLayer(nn.Module):
         super().__init__()
         self.attention = ProjectedAttention(d_model, num_heads, dropout)
         self.norm1 = nn.LayerNorm(d_model)
-        self.ffn = nn.Sequential(nn.Linear(d_model, dim_feedforward), nn.ReLU(), nn.Dropout(dropout),
-                                 nn.Linear(dim_feedforward, d_model))
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, dim_feedforward),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(dim_feedforward, d_model),
+        )
         self.norm2 = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
@@ -29,9 +34,12 @@ class GATLayer(nn.Module):
         x = nodes.unsqueeze(0)
         q, k, v = project(x, [(attention, QUERY), (attention, KEY), (attention, VALUE)])
         heads = F.scaled_dot_product_attention(
-            attention.split_heads(q), attention.split_heads(k), attention.split_heads(v),
+            attention.split_heads(q),
+            attention.split_heads(k),
+            attention.split_heads(v),
             attn_mask=correlation.to(q.dtype),
-            dropout_p=attention.dropout if self.training else 0.0)
+            dropout_p=attention.dropout if self.training else 0.0,
+        )
         mixed = attention.out_proj(heads.transpose(1, 2).reshape_as(x))[0]
         nodes = self.norm1(nodes + self.dropout(mixed))
         return self.norm2(nodes + self.dropout(self.ffn(nodes)))
@@ -40,16 +48,27 @@ class GATLayer(nn.Module):
 class LabelGraph(nn.Module):
     """Label embeddings -> (N, d_model) graph nodes; use_graph=False is the "no graph" ablation."""
 
-    def __init__(self, num_classes: int, d_model: int, num_heads: int, dim_feedforward: int,
-                 dropout: float, num_gat_layers: int = 1, label_embeddings: torch.Tensor | None = None,
-                 correlation: torch.Tensor | None = None, use_graph: bool = True):
+    def __init__(
+        self,
+        num_classes: int,
+        d_model: int,
+        num_heads: int,
+        dim_feedforward: int,
+        dropout: float,
+        num_gat_layers: int = 1,
+        label_embeddings: torch.Tensor | None = None,
+        correlation: torch.Tensor | None = None,
+        use_graph: bool = True,
+    ):
         super().__init__()
         if label_embeddings is None:
             label_embeddings = torch.eye(num_classes)
         label_embeddings = torch.as_tensor(label_embeddings, dtype=torch.float32)
         if label_embeddings.dim() != 2 or label_embeddings.shape[0] != num_classes:
-            raise ValueError(f"label_embeddings must be (num_classes={num_classes}, E), "
-                             f"got {tuple(label_embeddings.shape)}")
+            raise ValueError(
+                f"label_embeddings must be (num_classes={num_classes}, E), "
+                f"got {tuple(label_embeddings.shape)}"
+            )
         self.use_graph = use_graph
         self.register_buffer("label_embeddings", label_embeddings.clone())
         self.node_proj = nn.Linear(label_embeddings.shape[1], d_model)
@@ -59,11 +78,15 @@ class LabelGraph(nn.Module):
                 correlation = unit @ unit.T
             correlation = torch.as_tensor(correlation, dtype=torch.float32)
             if correlation.shape != (num_classes, num_classes):
-                raise ValueError(f"correlation must be ({num_classes}, {num_classes}), "
-                                 f"got {tuple(correlation.shape)}")
+                raise ValueError(
+                    f"correlation must be ({num_classes}, {num_classes}), "
+                    f"got {tuple(correlation.shape)}"
+                )
             self.correlation = nn.Parameter(correlation.clone())
-            self.gat = nn.ModuleList(GATLayer(d_model, num_heads, dim_feedforward, dropout)
-                                     for _ in range(num_gat_layers))
+            self.gat = nn.ModuleList(
+                GATLayer(d_model, num_heads, dim_feedforward, dropout)
+                for _ in range(num_gat_layers)
+            )
 
     def forward(self) -> torch.Tensor:
         nodes = self.node_proj(self.label_embeddings)

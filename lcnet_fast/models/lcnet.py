@@ -1,5 +1,6 @@
 """LCNet, fast path: one backbone call over all Crop-Forwarding views, a once-per-batch label graph,
 fused-projection LLCD layers. Same constructor and state_dict as lcnet_reference.LCNet."""
+
 import torch
 from torch import nn
 
@@ -12,34 +13,60 @@ from lcnet_fast.models.positional import sine_position_encoding_2d
 
 
 class LCNet(nn.Module):
-    def __init__(self, num_classes: int, backbone: str = "tresnet_l", pretrained: bool = False,
-                 crop_level: int = 3, image_size: int = 448, d_model: int = 768, num_heads: int = 8,
-                 num_layers: int = 6, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 num_gat_layers: int = 1, label_embeddings: torch.Tensor | None = None,
-                 correlation: torch.Tensor | None = None, use_graph: bool = True,
-                 mirror_inputs: bool = False, backbone_kwargs: dict | None = None,
-                 max_views_per_call: int | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: str = "tresnet_l",
+        pretrained: bool = False,
+        crop_level: int = 3,
+        image_size: int = 448,
+        d_model: int = 768,
+        num_heads: int = 8,
+        num_layers: int = 6,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        num_gat_layers: int = 1,
+        label_embeddings: torch.Tensor | None = None,
+        correlation: torch.Tensor | None = None,
+        use_graph: bool = True,
+        mirror_inputs: bool = False,
+        backbone_kwargs: dict | None = None,
+        max_views_per_call: int | None = None,
+    ):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if max_views_per_call is not None and max_views_per_call < 1:
-            raise ValueError(f"max_views_per_call must be None (all views in one call) or >= 1, "
-                             f"got {max_views_per_call}")
+            raise ValueError(
+                f"max_views_per_call must be None (all views in one call) or >= 1, "
+                f"got {max_views_per_call}"
+            )
         self.num_classes, self.crop_level, self.image_size = num_classes, crop_level, image_size
         self.mirror_inputs = mirror_inputs
         self.max_views_per_call = max_views_per_call
         self.backbone = BackboneAdapter(backbone, d_model, pretrained, **(backbone_kwargs or {}))
         self.view_embed = nn.Parameter(torch.randn(num_views(crop_level), d_model) * 0.02)
-        self.label_graph = LabelGraph(num_classes, d_model, num_heads, dim_feedforward, dropout,
-                                      num_gat_layers, label_embeddings, correlation, use_graph)
+        self.label_graph = LabelGraph(
+            num_classes,
+            d_model,
+            num_heads,
+            dim_feedforward,
+            dropout,
+            num_gat_layers,
+            label_embeddings,
+            correlation,
+            use_graph,
+        )
         self.query_embed = nn.Embedding(num_classes, d_model)
-        self.decoder = nn.ModuleList(LLCDLayer(d_model, num_heads, dim_feedforward, dropout)
-                                     for _ in range(num_layers))
+        self.decoder = nn.ModuleList(
+            LLCDLayer(d_model, num_heads, dim_feedforward, dropout) for _ in range(num_layers)
+        )
         self.head = PerClassLinear(num_classes, d_model)
 
     @classmethod
-    def from_pretrained(cls, path: str, device: torch.device | str = "cpu",
-                        weights: str | None = None) -> "LCNet":
+    def from_pretrained(
+        cls, path: str, device: torch.device | str = "cpu", weights: str | None = None
+    ) -> "LCNet":
         """The model of a run directory (its best, else last checkpoint) or checkpoint file written
         by ``python -m lcnet_fast.train``, in eval mode on `device`, with the run's reported weights
         (`weights="ema"|"model"` to choose). Attached: ``model.classes`` (class names, logit
@@ -54,8 +81,9 @@ class LCNet(nn.Module):
         views = split_views(images, self.crop_level)
         # None = every view of every image in one call: measured faster on CPU too (BENCHMARKS.md)
         tokens, height, width = self.backbone(views, self.max_views_per_call)
-        position = sine_position_encoding_2d(height, width, tokens.shape[-1], device=tokens.device,
-                                             dtype=tokens.dtype)
+        position = sine_position_encoding_2d(
+            height, width, tokens.shape[-1], device=tokens.device, dtype=tokens.dtype
+        )
         table = (position[None, :, :] + self.view_embed[:, None, :].to(tokens.dtype)).flatten(0, 1)
         return tokens + table
 
@@ -68,8 +96,10 @@ class LCNet(nn.Module):
         lcnet_fast.visualize.attention for mapping them back to the image.
         """
         if return_attention and self.mirror_inputs:
-            raise ValueError("return_attention: with mirror_inputs=True the label queries attend "
-                             "to the graph nodes, not to image tokens; no image attention map")
+            raise ValueError(
+                "return_attention: with mirror_inputs=True the label queries attend "
+                "to the graph nodes, not to image tokens; no image attention map"
+            )
         kv_img = self.image_tokens(images)
         batch = kv_img.shape[0]
         # image-independent inputs stay (1, N, d) expanded: layers detect the stride-0 batch dim
@@ -82,9 +112,9 @@ class LCNet(nn.Module):
         for index, layer in enumerate(self.decoder):
             # the last layer's KV outputs never reach the logits: skip computing them
             if return_attention:
-                q_lbl, kv_img, kv_graph, weights = layer(q_lbl, kv_img, kv_graph,
-                                                         compute_kv=index < last,
-                                                         return_attention=True)
+                q_lbl, kv_img, kv_graph, weights = layer(
+                    q_lbl, kv_img, kv_graph, compute_kv=index < last, return_attention=True
+                )
                 attentions.append(weights)
             else:
                 q_lbl, kv_img, kv_graph = layer(q_lbl, kv_img, kv_graph, compute_kv=index < last)

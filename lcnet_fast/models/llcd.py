@@ -3,8 +3,8 @@
 Same maths and parameter names as lcnet_reference.LLCDLayer (see its docstring for eq. (1)); what
 changes is how it is computed:
 - projections that read the same tensor are one matmul: KV_img feeds MHA1's query and MHA3's key
-  and value; KV_graph feeds MHA1's key/value and MHA3's query; INT2 feeds MHA2's key/value and MHA4's
-  query; INT5 feeds MHA4's key/value;
+  and value; KV_graph feeds MHA1's key/value and MHA3's query; INT2 feeds MHA2's key/value and
+  MHA4's query; INT5 feeds MHA4's key/value;
 - attention runs through the lcnet_fast::cross_attention op and every AddNorm through the fused
   lcnet_fast::dropout_add_layer_norm op (see lcnet_fast/ops); their dropout masks come from other
   draws of the RNG than nn.Dropout's, so train-mode outputs match the reference in distribution,
@@ -13,35 +13,57 @@ changes is how it is computed:
   layer) are normalised and projected once per batch, not once per image, when dropout cannot make
   them differ.
 """
+
 import torch
 from torch import nn
 
-from lcnet_fast.models.attention import KEY, QUERY, VALUE, ProjectedAttention, is_batch_broadcast, project
+from lcnet_fast.models.attention import (
+    KEY,
+    QUERY,
+    VALUE,
+    ProjectedAttention,
+    is_batch_broadcast,
+    project,
+)
 from lcnet_fast.ops.dropout_add_layer_norm import dropout_add_layer_norm
 
 
 class LLCDLayer(nn.Module):
-    def __init__(self, d_model: int, num_heads: int, dim_feedforward: int = 2048, dropout: float = 0.1):
+    def __init__(
+        self, d_model: int, num_heads: int, dim_feedforward: int = 2048, dropout: float = 0.1
+    ):
         super().__init__()
 
         def attention() -> ProjectedAttention:
             return ProjectedAttention(d_model, num_heads, dropout)
 
-        self.mha1, self.mha2, self.mha3, self.mha4 = attention(), attention(), attention(), attention()
+        self.mha1, self.mha2, self.mha3, self.mha4 = (
+            attention(),
+            attention(),
+            attention(),
+            attention(),
+        )
         self.norm_int1 = nn.LayerNorm(d_model)
         self.norm_int2 = nn.LayerNorm(d_model)
         self.norm_int3 = nn.LayerNorm(d_model)
         self.norm_int5 = nn.LayerNorm(d_model)
         self.norm_int6 = nn.LayerNorm(d_model)
         self.norm_out = nn.LayerNorm(d_model)
-        self.mlp = nn.Sequential(nn.Linear(d_model, dim_feedforward), nn.ReLU(), nn.Dropout(dropout),
-                                 nn.Linear(dim_feedforward, d_model))
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, dim_feedforward),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(dim_feedforward, d_model),
+        )
         self.dropout = nn.Dropout(dropout)
 
-    def _add_norm(self, norm: nn.LayerNorm, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    def _add_norm(
+        self, norm: nn.LayerNorm, x: torch.Tensor, residual: torch.Tensor
+    ) -> torch.Tensor:
         """AddNorm(DO(x) + residual) as one fused op (dropout mask from torch's RNG)."""
-        return dropout_add_layer_norm(x, residual, norm.weight, norm.bias, self.dropout.p, norm.eps,
-                                      training=self.training)
+        return dropout_add_layer_norm(
+            x, residual, norm.weight, norm.bias, self.dropout.p, norm.eps, training=self.training
+        )
 
     def _int1(self, q_lbl: torch.Tensor) -> torch.Tensor:
         dropout_active = self.training and self.dropout.p > 0
@@ -49,8 +71,14 @@ class LLCDLayer(nn.Module):
             return self._add_norm(self.norm_int1, q_lbl[:1], q_lbl[:1]).expand_as(q_lbl)
         return self._add_norm(self.norm_int1, q_lbl, q_lbl)
 
-    def forward(self, q_lbl: torch.Tensor, kv_img: torch.Tensor, kv_graph: torch.Tensor,
-                compute_kv: bool = True, return_attention: bool = False):
+    def forward(
+        self,
+        q_lbl: torch.Tensor,
+        kv_img: torch.Tensor,
+        kv_graph: torch.Tensor,
+        compute_kv: bool = True,
+        return_attention: bool = False,
+    ):
         """q_lbl (B, N, d), kv_img (B, T, d), kv_graph (B, N, d) -> the same three shapes.
 
         compute_kv=False returns (Q'_lbl, None, None) and skips MHA3, INT5, MHA4 and INT6: in the
@@ -63,13 +91,21 @@ class LLCDLayer(nn.Module):
         default path is unchanged.
         """
         for name, x in (("q_lbl", q_lbl), ("kv_img", kv_img), ("kv_graph", kv_graph)):
-            if x.dim() != 3 or x.shape[0] != q_lbl.shape[0] or x.shape[-1] != self.norm_out.normalized_shape[0]:
-                raise ValueError(f"{name} must be (B={q_lbl.shape[0]}, L, d_model="
-                                 f"{self.norm_out.normalized_shape[0]}), got {tuple(x.shape)}")
+            if (
+                x.dim() != 3
+                or x.shape[0] != q_lbl.shape[0]
+                or x.shape[-1] != self.norm_out.normalized_shape[0]
+            ):
+                raise ValueError(
+                    f"{name} must be (B={q_lbl.shape[0]}, L, d_model="
+                    f"{self.norm_out.normalized_shape[0]}), got {tuple(x.shape)}"
+                )
         int1 = self._int1(q_lbl)
         if compute_kv:
             q1, k3, v3 = project(kv_img, [(self.mha1, QUERY), (self.mha3, KEY), (self.mha3, VALUE)])
-            k1, v1, q3 = project(kv_graph, [(self.mha1, KEY), (self.mha1, VALUE), (self.mha3, QUERY)])
+            k1, v1, q3 = project(
+                kv_graph, [(self.mha1, KEY), (self.mha1, VALUE), (self.mha3, QUERY)]
+            )
         else:
             (q1,) = project(kv_img, [(self.mha1, QUERY)])
             k1, v1 = project(kv_graph, [(self.mha1, KEY), (self.mha1, VALUE)])

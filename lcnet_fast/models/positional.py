@@ -1,11 +1,18 @@
 """2D sine positional encoding (DETR's formulation), the same for every view of every image."""
+
 import math
 
 import torch
 
 
-def sine_position_encoding_2d(height: int, width: int, dim: int, temperature: float = 10000.0,
-                              device=None, dtype=torch.float32) -> torch.Tensor:
+def sine_position_encoding_2d(
+    height: int,
+    width: int,
+    dim: int,
+    temperature: float = 10000.0,
+    device=None,
+    dtype=torch.float32,
+) -> torch.Tensor:
     """(height*width, dim): first dim/2 channels encode the row, the rest the column.
 
     Each half interleaves sin/cos of the position (normalised to (0, 2*pi]) over dim/4 geometric
@@ -17,10 +24,17 @@ def sine_position_encoding_2d(height: int, width: int, dim: int, temperature: fl
     inv_freq = temperature ** (-torch.arange(quarter, device=device, dtype=torch.float64) / quarter)
 
     def encode(length: int) -> torch.Tensor:  # (length, dim/2)
-        position = torch.arange(1, length + 1, device=device, dtype=torch.float64) * (2 * math.pi / length)
+        position = torch.arange(1, length + 1, device=device, dtype=torch.float64) * (
+            2 * math.pi / length
+        )
         angle = position[:, None] * inv_freq[None, :]
         return torch.stack([angle.sin(), angle.cos()], dim=-1).reshape(length, 2 * quarter)
 
-    grid = torch.cat([encode(height)[:, None, :].expand(height, width, 2 * quarter),
-                      encode(width)[None, :, :].expand(height, width, 2 * quarter)], dim=-1)
+    grid = torch.cat(
+        [
+            encode(height)[:, None, :].expand(height, width, 2 * quarter),
+            encode(width)[None, :, :].expand(height, width, 2 * quarter),
+        ],
+        dim=-1,
+    )
     return grid.reshape(height * width, dim).to(dtype)

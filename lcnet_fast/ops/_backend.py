@@ -38,7 +38,7 @@ class BackendUnavailableError(RuntimeError):
     """A backend was explicitly requested but cannot run the op here."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_extension():
     """Import lcnet_fast._C once (registers its ops). Returns (module or None, reason)."""
     try:
@@ -54,7 +54,7 @@ def extension_unavailable_reason() -> str | None:
     return load_extension()[1]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def triton_unavailable_reason() -> str | None:
     try:
         import triton  # noqa: F401
@@ -69,7 +69,7 @@ def triton_interpreter() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cuda_unavailable_reason() -> str | None:
     if torch.version.cuda is None:
         return "torch is not a CUDA build"

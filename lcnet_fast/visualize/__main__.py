@@ -60,14 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cli() -> int:
-    from lcnet_fast.train import USER_ERRORS
+    from lcnet_fast.engine.cli import run_cli
     from lcnet_fast.visualize._common import VisualizeError
 
-    try:
-        return main()
-    except (*USER_ERRORS, VisualizeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(main, extra_errors=(VisualizeError,))
 
 
 if __name__ == "__main__":

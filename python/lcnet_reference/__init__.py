@@ -4,6 +4,7 @@ This package is the oracle that `lcnet_fast` is tested against. It favours the p
 speed: one backbone call per Crop-Forwarding view, `nn.MultiheadAttention` for every attention of
 eq. (1), a Python loop over stacked LLCD layers. It never imports `lcnet_fast`.
 """
+
 from lcnet_reference.asl import AsymmetricLoss, asymmetric_loss
 from lcnet_reference.backbone import BackboneAdapter
 from lcnet_reference.crop_forwarding import crop_views, num_views

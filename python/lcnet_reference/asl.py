@@ -8,15 +8,24 @@ probability, and y the target:
 Targets of -1 are ignored (their elements contribute nothing). Reduction 'sum' (ASL's own
 default), 'mean' (over the elements that are not ignored) or 'none'.
 """
+
 import torch
 from torch import nn
 
 
-def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, gamma_pos: float = 0.0,
-                    gamma_neg: float = 4.0, clip: float = 0.05, eps: float = 1e-8,
-                    reduction: str = "sum") -> torch.Tensor:
+def asymmetric_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    gamma_pos: float = 0.0,
+    gamma_neg: float = 4.0,
+    clip: float = 0.05,
+    eps: float = 1e-8,
+    reduction: str = "sum",
+) -> torch.Tensor:
     if logits.shape != targets.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ in shape")
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ in shape"
+        )
     if reduction not in ("sum", "mean", "none"):
         raise ValueError(f"reduction must be 'sum', 'mean' or 'none', got {reduction!r}")
     valid = (targets != -1).to(logits.dtype)
@@ -43,16 +52,25 @@ def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, gamma_pos: floa
 class AsymmetricLoss(nn.Module):
     """Module form of `asymmetric_loss`; holds only hyper-parameters, no tensors."""
 
-    def __init__(self, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 0.05,
-                 eps: float = 1e-8, reduction: str = "sum"):
+    def __init__(
+        self,
+        gamma_pos: float = 0.0,
+        gamma_neg: float = 4.0,
+        clip: float = 0.05,
+        eps: float = 1e-8,
+        reduction: str = "sum",
+    ):
         super().__init__()
         self.gamma_pos, self.gamma_neg, self.clip, self.eps = gamma_pos, gamma_neg, clip, eps
         self.reduction = reduction
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return asymmetric_loss(logits, targets, self.gamma_pos, self.gamma_neg, self.clip,
-                               self.eps, self.reduction)
+        return asymmetric_loss(
+            logits, targets, self.gamma_pos, self.gamma_neg, self.clip, self.eps, self.reduction
+        )
 
     def extra_repr(self) -> str:
-        return (f"gamma_pos={self.gamma_pos}, gamma_neg={self.gamma_neg}, clip={self.clip}, "
-                f"eps={self.eps}, reduction={self.reduction!r}")
+        return (
+            f"gamma_pos={self.gamma_pos}, gamma_neg={self.gamma_neg}, clip={self.clip}, "
+            f"eps={self.eps}, reduction={self.reduction!r}"
+        )

@@ -1,4 +1,5 @@
 """Backbone adapter: a timm model's last feature map, projected to d_model tokens."""
+
 import timm
 import torch
 from torch import nn
@@ -15,11 +16,13 @@ def feature_map_to_tokens(features: torch.Tensor) -> tuple[torch.Tensor, int, in
         return features.flatten(2).transpose(1, 2), height, width
     if features.dim() == 3:
         batch, tokens, channels = features.shape
-        side = int(round(tokens ** 0.5))
+        side = int(round(tokens**0.5))
         if side * side != tokens:
             raise ValueError(f"backbone returned {tokens} tokens, which is not a square grid")
         return features, side, side
-    raise ValueError(f"backbone output must be (B, C, h, w) or (B, T, C), got {tuple(features.shape)}")
+    raise ValueError(
+        f"backbone output must be (B, C, h, w) or (B, T, C), got {tuple(features.shape)}"
+    )
 
 
 class BackboneAdapter(nn.Module):
@@ -31,8 +34,9 @@ class BackboneAdapter(nn.Module):
 
     def __init__(self, name: str, d_model: int, pretrained: bool = False, **timm_kwargs):
         super().__init__()
-        self.body = timm.create_model(name, pretrained=pretrained, features_only=True,
-                                      out_indices=(-1,), **timm_kwargs)
+        self.body = timm.create_model(
+            name, pretrained=pretrained, features_only=True, out_indices=(-1,), **timm_kwargs
+        )
         self.num_channels = self.body.feature_info.channels()[-1]
         self.reduction = self.body.feature_info.reduction()[-1]
         self.input_proj = nn.Linear(self.num_channels, d_model)

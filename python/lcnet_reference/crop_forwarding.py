@@ -6,6 +6,7 @@ view, the image itself. (The paper's public code forwards the image twice at lev
 "the global view" and once as "the only crop"; both views are identical tensors, so the second adds
 tokens that carry no new information. We keep one.)
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -44,5 +45,5 @@ def crop_views(images: torch.Tensor, level: int) -> list[torch.Tensor]:
     views = [F.avg_pool2d(images, kernel_size=level)]
     for row in range(level):
         for col in range(level):
-            views.append(images[:, :, row * size:(row + 1) * size, col * size:(col + 1) * size])
+            views.append(images[:, :, row * size : (row + 1) * size, col * size : (col + 1) * size])
     return views

@@ -7,6 +7,7 @@ co-occurrence). Each GAT layer is a graph transformer layer (Dwivedi & Bresson) 
 additive bias on the attention scores, so a strong correlation lets two labels attend to each other
 more. The refined nodes (N, d_model) are the decoder's KV_graph input, identical for every image.
 """
+
 import math
 
 import torch
@@ -43,7 +44,9 @@ class BiasedSelfAttention(nn.Module):
         num_nodes, d_model = nodes.shape
         head_dim = d_model // self.num_heads
         q, k, v = F.linear(nodes, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
-        q, k, v = (t.reshape(num_nodes, self.num_heads, head_dim).transpose(0, 1) for t in (q, k, v))
+        q, k, v = (
+            t.reshape(num_nodes, self.num_heads, head_dim).transpose(0, 1) for t in (q, k, v)
+        )
         scores = q @ k.transpose(-2, -1) / math.sqrt(head_dim) + correlation
         attention = self.dropout(scores.softmax(dim=-1))
         return self.out_proj((attention @ v).transpose(0, 1).reshape(num_nodes, d_model))
@@ -56,8 +59,12 @@ class GATLayer(nn.Module):
         super().__init__()
         self.attention = BiasedSelfAttention(d_model, num_heads, dropout)
         self.norm1 = nn.LayerNorm(d_model)
-        self.ffn = nn.Sequential(nn.Linear(d_model, dim_feedforward), nn.ReLU(), nn.Dropout(dropout),
-                                 nn.Linear(dim_feedforward, d_model))
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, dim_feedforward),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(dim_feedforward, d_model),
+        )
         self.norm2 = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
@@ -73,16 +80,27 @@ class LabelGraph(nn.Module):
     are returned unchanged by any graph (no correlation matrix, no GAT).
     """
 
-    def __init__(self, num_classes: int, d_model: int, num_heads: int, dim_feedforward: int,
-                 dropout: float, num_gat_layers: int = 1, label_embeddings: torch.Tensor | None = None,
-                 correlation: torch.Tensor | None = None, use_graph: bool = True):
+    def __init__(
+        self,
+        num_classes: int,
+        d_model: int,
+        num_heads: int,
+        dim_feedforward: int,
+        dropout: float,
+        num_gat_layers: int = 1,
+        label_embeddings: torch.Tensor | None = None,
+        correlation: torch.Tensor | None = None,
+        use_graph: bool = True,
+    ):
         super().__init__()
         if label_embeddings is None:
             label_embeddings = torch.eye(num_classes)
         label_embeddings = torch.as_tensor(label_embeddings, dtype=torch.float32)
         if label_embeddings.dim() != 2 or label_embeddings.shape[0] != num_classes:
-            raise ValueError(f"label_embeddings must be (num_classes={num_classes}, E), "
-                             f"got {tuple(label_embeddings.shape)}")
+            raise ValueError(
+                f"label_embeddings must be (num_classes={num_classes}, E), "
+                f"got {tuple(label_embeddings.shape)}"
+            )
         self.use_graph = use_graph
         self.register_buffer("label_embeddings", label_embeddings.clone())
         self.node_proj = nn.Linear(label_embeddings.shape[1], d_model)
@@ -91,11 +109,15 @@ class LabelGraph(nn.Module):
                 correlation = cosine_similarity_matrix(label_embeddings)
             correlation = torch.as_tensor(correlation, dtype=torch.float32)
             if correlation.shape != (num_classes, num_classes):
-                raise ValueError(f"correlation must be ({num_classes}, {num_classes}), "
-                                 f"got {tuple(correlation.shape)}")
+                raise ValueError(
+                    f"correlation must be ({num_classes}, {num_classes}), "
+                    f"got {tuple(correlation.shape)}"
+                )
             self.correlation = nn.Parameter(correlation.clone())
-            self.gat = nn.ModuleList(GATLayer(d_model, num_heads, dim_feedforward, dropout)
-                                     for _ in range(num_gat_layers))
+            self.gat = nn.ModuleList(
+                GATLayer(d_model, num_heads, dim_feedforward, dropout)
+                for _ in range(num_gat_layers)
+            )
 
     def forward(self) -> torch.Tensor:
         """-> (N, d_model) graph nodes."""

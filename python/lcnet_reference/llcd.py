@@ -16,26 +16,38 @@ MHA(query, key, value) is multi-head attention; AddNorm(x) is LayerNorm of the s
 it. Every stacked layer owns its weights (the paper's public code reuses one module object for all
 "stacked" layers, which silently shares them).
 """
+
 import torch
 from torch import nn
 
 
 class LLCDLayer(nn.Module):
-    def __init__(self, d_model: int, num_heads: int, dim_feedforward: int = 2048, dropout: float = 0.1):
+    def __init__(
+        self, d_model: int, num_heads: int, dim_feedforward: int = 2048, dropout: float = 0.1
+    ):
         super().__init__()
 
         def attention() -> nn.MultiheadAttention:
             return nn.MultiheadAttention(d_model, num_heads, dropout=dropout, batch_first=True)
 
-        self.mha1, self.mha2, self.mha3, self.mha4 = attention(), attention(), attention(), attention()
+        self.mha1, self.mha2, self.mha3, self.mha4 = (
+            attention(),
+            attention(),
+            attention(),
+            attention(),
+        )
         self.norm_int1 = nn.LayerNorm(d_model)
         self.norm_int2 = nn.LayerNorm(d_model)
         self.norm_int3 = nn.LayerNorm(d_model)
         self.norm_int5 = nn.LayerNorm(d_model)
         self.norm_int6 = nn.LayerNorm(d_model)
         self.norm_out = nn.LayerNorm(d_model)
-        self.mlp = nn.Sequential(nn.Linear(d_model, dim_feedforward), nn.ReLU(), nn.Dropout(dropout),
-                                 nn.Linear(dim_feedforward, d_model))
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, dim_feedforward),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(dim_feedforward, d_model),
+        )
         self.dropout = nn.Dropout(dropout)
 
     @staticmethod

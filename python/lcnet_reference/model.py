@@ -1,5 +1,6 @@
 """LCNet, assembled as the paper describes it (Fig. 2): backbone over each Crop-Forwarding view,
 label graph + GAT, a stack of LLCD layers, and a per-class linear head."""
+
 import torch
 from torch import nn
 
@@ -17,19 +18,32 @@ class PerClassLinear(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_classes, d_model))
         self.bias = nn.Parameter(torch.zeros(num_classes))
-        nn.init.normal_(self.weight, std=d_model ** -0.5)
+        nn.init.normal_(self.weight, std=d_model**-0.5)
 
     def forward(self, label_tokens: torch.Tensor) -> torch.Tensor:
         return (label_tokens * self.weight).sum(dim=-1) + self.bias
 
 
 class LCNet(nn.Module):
-    def __init__(self, num_classes: int, backbone: str = "tresnet_l", pretrained: bool = False,
-                 crop_level: int = 3, image_size: int = 448, d_model: int = 768, num_heads: int = 8,
-                 num_layers: int = 6, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 num_gat_layers: int = 1, label_embeddings: torch.Tensor | None = None,
-                 correlation: torch.Tensor | None = None, use_graph: bool = True,
-                 mirror_inputs: bool = False, backbone_kwargs: dict | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: str = "tresnet_l",
+        pretrained: bool = False,
+        crop_level: int = 3,
+        image_size: int = 448,
+        d_model: int = 768,
+        num_heads: int = 8,
+        num_layers: int = 6,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        num_gat_layers: int = 1,
+        label_embeddings: torch.Tensor | None = None,
+        correlation: torch.Tensor | None = None,
+        use_graph: bool = True,
+        mirror_inputs: bool = False,
+        backbone_kwargs: dict | None = None,
+    ):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -37,11 +51,21 @@ class LCNet(nn.Module):
         self.mirror_inputs = mirror_inputs
         self.backbone = BackboneAdapter(backbone, d_model, pretrained, **(backbone_kwargs or {}))
         self.view_embed = nn.Parameter(torch.randn(num_views(crop_level), d_model) * 0.02)
-        self.label_graph = LabelGraph(num_classes, d_model, num_heads, dim_feedforward, dropout,
-                                      num_gat_layers, label_embeddings, correlation, use_graph)
+        self.label_graph = LabelGraph(
+            num_classes,
+            d_model,
+            num_heads,
+            dim_feedforward,
+            dropout,
+            num_gat_layers,
+            label_embeddings,
+            correlation,
+            use_graph,
+        )
         self.query_embed = nn.Embedding(num_classes, d_model)
-        self.decoder = nn.ModuleList(LLCDLayer(d_model, num_heads, dim_feedforward, dropout)
-                                     for _ in range(num_layers))
+        self.decoder = nn.ModuleList(
+            LLCDLayer(d_model, num_heads, dim_feedforward, dropout) for _ in range(num_layers)
+        )
         self.head = PerClassLinear(num_classes, d_model)
 
     def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
@@ -49,8 +73,13 @@ class LCNet(nn.Module):
         tokens = []
         for index, view in enumerate(crop_views(images, self.crop_level)):
             view_tokens, height, width = self.backbone(view)
-            position = sine_position_encoding_2d(height, width, view_tokens.shape[-1],
-                                                 device=view_tokens.device, dtype=view_tokens.dtype)
+            position = sine_position_encoding_2d(
+                height,
+                width,
+                view_tokens.shape[-1],
+                device=view_tokens.device,
+                dtype=view_tokens.dtype,
+            )
             tokens.append(view_tokens + position + self.view_embed[index])
         return torch.cat(tokens, dim=1)
 

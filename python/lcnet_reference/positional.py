@@ -1,11 +1,18 @@
 """The 2D sine positional encoding added to each view's feature map (DETR's formulation)."""
+
 import math
 
 import torch
 
 
-def sine_position_encoding_2d(height: int, width: int, dim: int, temperature: float = 10000.0,
-                              device=None, dtype=torch.float32) -> torch.Tensor:
+def sine_position_encoding_2d(
+    height: int,
+    width: int,
+    dim: int,
+    temperature: float = 10000.0,
+    device=None,
+    dtype=torch.float32,
+) -> torch.Tensor:
     """Return (height*width, dim) encodings, row-major over the grid.
 
     The first dim/2 channels encode the row, the last dim/2 the column; each half alternates sine

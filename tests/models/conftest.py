@@ -1,14 +1,23 @@
 """Small model configurations shared by the model tests (tiny timm backbones, no network)."""
+
+import lcnet_reference
 import pytest
 import torch
 
 import lcnet_fast
-import lcnet_reference
 
 
 def tiny_config(**overrides) -> dict:
-    config = dict(backbone="test_resnet", crop_level=2, image_size=64, d_model=32, num_heads=4,
-                  num_layers=2, dim_feedforward=48, dropout=0.1)
+    config = dict(
+        backbone="test_resnet",
+        crop_level=2,
+        image_size=64,
+        d_model=32,
+        num_heads=4,
+        num_layers=2,
+        dim_feedforward=48,
+        dropout=0.1,
+    )
     config.update(overrides)
     return config
 

@@ -1,17 +1,21 @@
-"""LLCD layer: shapes, per-layer weights, and eq. (1)'s dependency structure (fast and reference)."""
+"""LLCD layer (fast and reference): shapes, per-layer weights, eq. (1)'s dependency structure."""
+
+import lcnet_reference
 import pytest
 import torch
 
 import lcnet_fast
-import lcnet_reference
 
 LAYERS = {"fast": lcnet_fast.LLCDLayer, "reference": lcnet_reference.LLCDLayer}
 
 
 def inputs(batch=2, labels=5, tokens=11, d=24, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(batch, labels, d, generator=g), torch.randn(batch, tokens, d, generator=g),
-            torch.randn(batch, labels, d, generator=g))
+    return (
+        torch.randn(batch, labels, d, generator=g),
+        torch.randn(batch, tokens, d, generator=g),
+        torch.randn(batch, labels, d, generator=g),
+    )
 
 
 @pytest.mark.parametrize("kind", LAYERS)
@@ -46,7 +50,7 @@ def test_fast_layer_matches_reference_layer_with_dropout_off():
     fast = lcnet_fast.LLCDLayer(24, 3, 40, 0.0)
     fast.load_state_dict(reference.state_dict(), strict=True)
     q, img, graph = inputs(3, 7, 13)
-    for expected, actual in zip(reference(q, img, graph), fast(q, img, graph)):
+    for expected, actual in zip(reference(q, img, graph), fast(q, img, graph), strict=True):
         torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
 
 
@@ -58,7 +62,7 @@ def test_broadcast_inputs_give_the_same_result_as_materialised_ones():
     q_b, graph_b = q_one.expand(4, -1, -1), graph_one.expand(4, -1, -1)
     expanded = layer(q_b, img, graph_b)
     materialised = layer(q_b.contiguous(), img, graph_b.contiguous())
-    for a, b in zip(expanded, materialised):
+    for a, b in zip(expanded, materialised, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -74,8 +78,16 @@ def test_skipping_kv_outputs_keeps_the_label_output():
 
 @pytest.mark.parametrize("model_class", [lcnet_fast.LCNet, lcnet_reference.LCNet])
 def test_stacked_layers_own_their_weights(model_class):
-    model = model_class(4, backbone="test_resnet", crop_level=1, image_size=32, d_model=16,
-                        num_heads=2, num_layers=3, dim_feedforward=16)
+    model = model_class(
+        4,
+        backbone="test_resnet",
+        crop_level=1,
+        image_size=32,
+        d_model=16,
+        num_heads=2,
+        num_layers=3,
+        dim_feedforward=16,
+    )
     first, second = model.decoder[0], model.decoder[1]
     assert first is not second
     pointers = [{p.data_ptr() for p in layer.parameters()} for layer in model.decoder]
@@ -87,8 +99,15 @@ def test_stacked_layers_own_their_weights(model_class):
 
 def test_mirror_inputs_swaps_image_and_graph():
     torch.manual_seed(0)
-    kwargs = dict(backbone="test_resnet", crop_level=1, image_size=64, d_model=16, num_heads=2,
-                  num_layers=1, dim_feedforward=16)
+    kwargs = dict(
+        backbone="test_resnet",
+        crop_level=1,
+        image_size=64,
+        d_model=16,
+        num_heads=2,
+        num_layers=1,
+        dim_feedforward=16,
+    )
     plain = lcnet_reference.LCNet(3, **kwargs).eval()
     mirrored = lcnet_reference.LCNet(3, mirror_inputs=True, **kwargs).eval()
     mirrored.load_state_dict(plain.state_dict())

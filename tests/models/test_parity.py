@@ -1,7 +1,7 @@
 """The fast model and the paper reference agree: same state_dict, same logits, same gradients."""
+
 import pytest
 import torch
-
 
 
 def images_for(model, batch: int, seed: int = 1) -> torch.Tensor:
@@ -20,7 +20,9 @@ def assert_same_gradients(reference, fast, rtol=1e-4):
         assert fast_grad is not None, f"{name}: gradient missing in the fast model"
         scale = ref_param.grad.abs().max().item()
         error = (ref_param.grad - fast_grad).abs().max().item()
-        assert error <= rtol * scale + 1e-9, f"{name}: gradient differs by {error:.3g} (scale {scale:.3g})"
+        assert error <= rtol * scale + 1e-9, (
+            f"{name}: gradient differs by {error:.3g} (scale {scale:.3g})"
+        )
         checked += 1
     assert checked > 20
 
@@ -53,12 +55,15 @@ def test_eval_logits_and_gradients_match(level, layers, classes, batch, pair_fac
     assert_same_gradients(reference, fast)
 
 
-@pytest.mark.parametrize("overrides", [
-    dict(use_graph=False),
-    dict(mirror_inputs=True),
-    dict(num_gat_layers=2, label_embeddings=torch.randn(7, 5)),
-    dict(backbone="test_vit", crop_level=2, image_size=32),
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(use_graph=False),
+        dict(mirror_inputs=True),
+        dict(num_gat_layers=2, label_embeddings=torch.randn(7, 5)),
+        dict(backbone="test_vit", crop_level=2, image_size=32),
+    ],
+)
 def test_variants_match(overrides, pair_factory):
     reference, fast = pair_factory(7, **overrides)
     reference.eval(), fast.eval()
@@ -71,8 +76,8 @@ def test_variants_match(overrides, pair_factory):
 
 
 def test_train_mode_matches_with_per_view_backbone_calls(pair_factory):
-    """In train mode BatchNorm statistics depend on which images share a backbone call; with one view
-    position per call (max_views_per_call = batch) the fast model follows the reference's schedule."""
+    """In train mode BatchNorm statistics depend on which images share a backbone call; with one
+    view position per call (max_views_per_call = batch) the fast model follows the reference."""
     reference, fast = pair_factory(6, dropout=0.0, crop_level=2)
     fast.max_views_per_call = 3
     reference.train(), fast.train()
@@ -82,7 +87,9 @@ def test_train_mode_matches_with_per_view_backbone_calls(pair_factory):
     ref_logits.sum().backward()
     fast_logits.sum().backward()
     assert_same_gradients(reference, fast)
-    for (name, ref_buffer), fast_buffer in zip(reference.named_buffers(), fast.buffers()):
+    for (name, ref_buffer), fast_buffer in zip(
+        reference.named_buffers(), fast.buffers(), strict=True
+    ):
         if ref_buffer.is_floating_point():  # BatchNorm running statistics updated identically
             torch.testing.assert_close(fast_buffer, ref_buffer, rtol=1e-5, atol=1e-6, msg=name)
 
@@ -142,13 +149,14 @@ def test_compiles_fullgraph(pair_factory):
 
 
 def test_triton_kernels_inside_the_model_match_the_reference(pair_factory, monkeypatch):
-    """The fast model with every op forced onto its Triton kernels (the CPU interpreter here, the GPU
+    """The fast model with every op forced onto its Triton kernels (CPU interpreter here, the GPU
     in gpu_check.sh) against the reference: logits and gradients."""
     pytest.importorskip("triton")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     monkeypatch.setenv("LCNET_FAST_BACKEND", "triton")
-    reference, fast = pair_factory(3, crop_level=2, image_size=32, d_model=16, num_heads=2,
-                                   num_layers=2, dim_feedforward=16)
+    reference, fast = pair_factory(
+        3, crop_level=2, image_size=32, d_model=16, num_heads=2, num_layers=2, dim_feedforward=16
+    )
     reference, fast = reference.eval().to(device), fast.eval().to(device)
     x = images_for(fast, 2).to(device)
     ref_logits, fast_logits = reference(x), fast(x)
