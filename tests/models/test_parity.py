@@ -164,3 +164,21 @@ def test_triton_kernels_inside_the_model_match_the_reference(pair_factory, monke
     ref_logits.sum().backward()
     fast_logits.sum().backward()
     assert_same_gradients(reference, fast)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("level,layers,classes,batch", [(1, 1, 1, 1), (3, 2, 7, 3)])
+def test_cuda_default_backends_match_the_reference(level, layers, classes, batch, pair_factory):
+    """On a GPU with the default (auto) backends — Triton kernels for attention and AddNorm — the
+    fast model matches the reference in fp32 (logits and gradients) and stays finite in bf16."""
+    reference, fast = pair_factory(classes, crop_level=level, num_layers=layers)
+    reference, fast = reference.cuda().eval(), fast.cuda().eval()
+    x = images_for(fast, batch).cuda()
+    ref_logits, fast_logits = reference(x), fast(x)
+    assert_same_logits(ref_logits, fast_logits)
+    ref_logits.sum().backward()
+    fast_logits.sum().backward()
+    assert_same_gradients(reference, fast, rtol=1e-3)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        assert torch.isfinite(fast(x).float()).all()
