@@ -34,6 +34,7 @@ __all__ = [
     "config_to_dict",
     "load_yaml",
     "parse_override_tokens",
+    "merge_config",
     "resolve_config",
     "save_config",
 ]
@@ -435,6 +436,14 @@ def resolve_config(
     preset: str | None = None, config_file: str | None = None, overrides: dict | None = None
 ) -> RunConfig:
     """defaults < preset < YAML file < overrides. A YAML file may name a preset (`preset: NAME`)."""
+    return merge_config(preset, config_file, overrides).validate()
+
+
+def merge_config(
+    preset: str | None = None, config_file: str | None = None, overrides: dict | None = None
+) -> RunConfig:
+    """The layering of `resolve_config` without the final validation (for callers that change
+    values afterwards, e.g. the ablation's rows, and validate then)."""
     file_data = load_yaml(config_file) if config_file else {}
     file_preset = file_data.pop("preset", None)
     chosen = preset or file_preset
@@ -446,5 +455,4 @@ def resolve_config(
             )
         cfg = apply_overrides(cfg, PRESETS[chosen])
     cfg = apply_overrides(cfg, file_data)
-    cfg = apply_overrides(cfg, overrides or {})
-    return cfg.validate()
+    return apply_overrides(cfg, overrides or {})

@@ -23,12 +23,12 @@ import shutil
 import time
 
 from lcnet_fast.config import (
-    PRESETS,
     ConfigError,
     RunConfig,
     apply_overrides,
     config_to_dict,
     load_yaml,
+    merge_config,
     parse_override_tokens,
 )
 from lcnet_fast.experiments.rows import Row, expand_rows, paper_text
@@ -83,18 +83,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
 
 
 def base_config(args: argparse.Namespace, overrides: dict) -> RunConfig:
-    """defaults < preset < YAML < overrides, as lcnet_fast.config.resolve_config, but not yet
-    validated: each row sets the crop level (and with it the synthetic image size) afterwards."""
-    file_data = load_yaml(args.config) if args.config else {}
-    preset = args.preset or file_data.pop("preset", None)
-    cfg = RunConfig()
-    if preset:
-        if preset not in PRESETS:
-            raise ConfigError(
-                f"unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}"
-            )
-        cfg = apply_overrides(cfg, PRESETS[preset])
-    return apply_overrides(apply_overrides(cfg, file_data), overrides)
+    """defaults < preset < YAML < overrides, not yet validated: each row sets the crop level (and
+    with it the synthetic image size) afterwards."""
+    return merge_config(args.preset, args.config, overrides)
 
 
 def run_config(args: argparse.Namespace, overrides: dict, row: Row, seed: int, run_dir: str):
