@@ -3,38 +3,19 @@
 import pytest
 import torch
 
-import lcnet_fast
 from lcnet_fast.cuda_graph import CudaGraphForward
 
 
-def tiny_model(device="cpu"):
-    torch.manual_seed(0)
-    return (
-        lcnet_fast.LCNet(
-            5,
-            backbone="test_resnet",
-            crop_level=2,
-            image_size=64,
-            d_model=32,
-            num_heads=4,
-            num_layers=2,
-            dim_feedforward=48,
-        )
-        .to(device)
-        .eval()
-    )
-
-
-def test_refuses_a_cpu_model():
+def test_refuses_a_cpu_model(pair_factory):
     with pytest.raises(RuntimeError, match="CUDA device"):
-        CudaGraphForward(tiny_model())
+        CudaGraphForward(pair_factory(5)[1].eval())
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("autocast_dtype", [None, torch.bfloat16])
-def test_replay_equals_eager(autocast_dtype):
-    model = tiny_model("cuda")
+def test_replay_equals_eager(autocast_dtype, pair_factory):
+    model = pair_factory(5)[1].cuda().eval()  # the shared tiny config: crop level 2 x 64 px
     runner = CudaGraphForward(model, batch_size=1, autocast_dtype=autocast_dtype)
     for seed in range(3):  # several replays with different inputs
         x = torch.randn(
