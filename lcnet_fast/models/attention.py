@@ -4,8 +4,8 @@ The parameters are named exactly like nn.MultiheadAttention's (in_proj_weight (3
 W_v], in_proj_bias (3d,), out_proj), so a reference checkpoint loads with strict=True. The module
 does not project its inputs itself: the LLCD layer gathers the slices of several attentions that
 read the same tensor into one matmul (`project`), then calls `attend` on ready heads, which runs
-the `lcnet_fast::cross_attention` op (FlashAttention-style Triton kernels on GPU; SDPA on CPU and
-whenever attention dropout is active, see lcnet_fast/ops/cross_attention.py).
+the `lcnet_fast::cross_attention` op (FlashAttention-style Triton kernels on GPU, attention
+dropout included; SDPA on CPU; see lcnet_fast/ops/cross_attention.py).
 """
 
 import torch

@@ -10,18 +10,20 @@ LCNET_FAST_BACKEND=auto|cuda|triton|cpp|torch):
   "triton"  FlashAttention-style kernels (lcnet_fast/ops/triton/cross_attention.py), registered
             as the op lcnet_fast::cross_attention (forward, also returns the per-row
             logsumexp) and lcnet_fast::cross_attention_backward (dq, dk, dv). fp16, bf16, fp32
-            (fp32 dots in IEEE precision, never TF32), Dh <= 256, dropout_p == 0 only.
+            (fp32 dots in IEEE precision, never TF32), Dh <= 256. dropout_p > 0 runs inside
+            the kernels (a Philox mask regenerated in the backward, never stored; the seed
+            is drawn from torch's RNG, so torch.manual_seed makes a run repeatable).
   "torch"   cross_attention_reference: F.scaled_dot_product_attention. The test oracle and the
             fallback. There is no C++/CUDA kernel for this op: on CPU `auto` uses this
             reference (SDPA is already a good CPU kernel), so LCNET_FAST_BACKEND=cpp or =cuda
             raises for this op.
 
 `auto` rules, all explicit (see `choose_backend`):
-  * dropout_p > 0 -> "torch" (SDPA with dropout). The Triton kernels implement no dropout; the
-    maths is the same but the random stream is SDPA's. Forcing "triton" with dropout_p > 0
-    raises.
   * CPU tensors -> "torch"; CUDA tensors -> "triton" for fp16/bf16/fp32 (see
-    `sdpa_is_faster`), "torch" for float64 (Triton path does not take fp64).
+    `sdpa_is_faster`), "torch" for float64 (Triton path does not take fp64). The same with
+    and without dropout: both backends drop with probability dropout_p and scale by
+    1/(1-p), but from different random streams (Philox in the kernels, SDPA's own in torch),
+    so a training run's exact numbers depend on the backend, never its expectation.
 Inside the Triton path, `choose_num_kv_splits` decides between the plain kernel and split-KV.
 """
 from __future__ import annotations
@@ -139,21 +141,17 @@ def cross_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 
 @torch.compiler.assume_constant_result
-def choose_backend(device_type: str, dtype_name: str, dropout: bool) -> str:
+def choose_backend(device_type: str, dtype_name: str) -> str:
     """"triton" or "torch" for these inputs (rules in the module doc). dtype_name: str(dtype).
 
     Raises BackendUnavailableError when LCNET_FAST_BACKEND forces a backend that cannot run
     them (cpp/cuda: no such kernel for this op; triton: no triton, CPU tensors without
-    TRITON_INTERPRET=1, dropout_p > 0, or float64).
+    TRITON_INTERPRET=1, or float64).
     """
     requested = _backend.requested_backend()
     triton_reason = _backend.unavailable_reason("triton", OP, device_type)
     if dtype_name not in {str(d) for d in TRITON_DTYPES}:
         triton_reason = triton_reason or f"the Triton kernels take fp16/bf16/fp32, got {dtype_name}"
-    if dropout:
-        triton_reason = triton_reason or (
-            "the Triton kernels implement no dropout (dropout_p > 0 runs SDPA with dropout "
-            "under LCNET_FAST_BACKEND=auto or torch)")
     if requested == "auto":
         if device_type == "cuda" and triton_reason is None:
             return "triton"
@@ -184,9 +182,10 @@ def cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     1/sqrt(Dh). Returns a contiguous (B, H, Nq, Dh) tensor of q's dtype; differentiable in
     q, k, v.
 
-    dropout_p > 0 is NOT run by the Triton kernels: `auto` then uses the torch reference
-    (SDPA with dropout; same maths, SDPA's random stream) and LCNET_FAST_BACKEND=triton
-    raises. Pass dropout_p=0 outside training, as nn.MultiheadAttention does.
+    dropout_p drops attention probabilities (after the softmax, kept ones scaled by 1/(1-p)),
+    as SDPA does; the Triton path draws its mask from a Philox seed taken from torch's RNG, so
+    the mask differs from SDPA's but torch.manual_seed still makes it repeatable. Pass
+    dropout_p=0 outside training, as nn.MultiheadAttention does.
 
     num_kv_splits (Triton path only): None applies `choose_num_kv_splits`; 1 forces the plain
     kernel, n > 1 splits the keys over up to n programs per query block (split-KV), used by
@@ -200,12 +199,7 @@ def cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                          f"{num_kv_splits!r}")
     dh = q.shape[-1]
     scale_f = float(scale) if scale is not None else 1.0 / math.sqrt(dh)
-    # branch, not a bool argument: under torch.compile(dynamic=True) dropout_p is symbolic,
-    # and assume_constant_result functions take constants only (the branch adds a guard)
-    if dropout_p > 0:
-        backend = choose_backend(q.device.type, str(q.dtype), True)
-    else:
-        backend = choose_backend(q.device.type, str(q.dtype), False)
+    backend = choose_backend(q.device.type, str(q.dtype))
     if backend == "triton" and _auto_requested() and sdpa_is_faster(
             q.shape[0], q.shape[1], q.shape[2], k.shape[2], dh, q.dtype):
         backend = "torch"
@@ -214,5 +208,11 @@ def cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
         if num_kv_splits is None:
             num_kv_splits = choose_num_kv_splits(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+        if dropout_p > 0:
+            # a tensor, not a Python int: no host sync, no recompile per seed under
+            # torch.compile, and CUDA-graph safe (the draw is part of the captured work)
+            seed = torch.randint(2**62, (1,), dtype=torch.int64, device=q.device)
+            return cross_attention_triton(q, k, v, scale_f, num_kv_splits, float(dropout_p),
+                                          seed)[0]
         return cross_attention_triton(q, k, v, scale_f, num_kv_splits)[0]
     return cross_attention_reference(q, k, v, scale_f, float(dropout_p))

@@ -49,27 +49,30 @@ def make_qkv(b, h, nq, nk, dh, dtype=torch.float32, device="cpu", seed=0):
     return q, k, v, do
 
 
-def oracle(q, k, v, do, scale):
+def oracle(q, k, v, do, scale, zmask=None):
     """fp64 out and grads, and per result the two magnitude bounds of the module doc:
-    (bound of the input-dtype roundings, bound of the fp32 exponent roundings)."""
+    (bound of the input-dtype roundings, bound of the fp32 exponent roundings).
+    zmask: keep / (1 - p) of an attention dropout (None: no dropout); out = (P Z) V."""
     q, k, v, do = (t.detach().double() for t in (q, k, v, do))
     scores = q @ k.transpose(-1, -2) * scale
     p = torch.softmax(scores, dim=-1)
-    out = p @ v
-    dp = do @ v.transpose(-1, -2)
+    zm = torch.ones_like(p) if zmask is None else zmask.to(p.device, torch.float64)
+    pz = p * zm
+    out = pz @ v
+    dp = (do @ v.transpose(-1, -2)) * zm
     ds = p * (dp - (do * out).sum(-1, keepdim=True))
-    grads = (ds @ k * scale, ds.transpose(-1, -2) @ q * scale, p.transpose(-1, -2) @ do)
+    grads = (ds @ k * scale, ds.transpose(-1, -2) @ q * scale, pz.transpose(-1, -2) @ do)
     # dS = P (dP - rowsum(dO O)) cancels: its rounding scales with the terms, not the result
-    t0 = ds.abs() + p * (do.abs() @ v.abs().transpose(-1, -2)
+    t0 = ds.abs() + p * (zm * (do.abs() @ v.abs().transpose(-1, -2))
                          + (do * out).abs().sum(-1, keepdim=True))
-    rounding = (p @ v.abs(), t0 @ k.abs() * scale, t0.transpose(-1, -2) @ q.abs() * scale,
-                p.transpose(-1, -2) @ do.abs())
+    rounding = (pz @ v.abs(), t0 @ k.abs() * scale, t0.transpose(-1, -2) @ q.abs() * scale,
+                pz.transpose(-1, -2) @ do.abs())
     # P = exp2(x) with x = log2(e) (q.k s - lse) summed in fp32: relative error ~ eps32 |x| terms
     lse = torch.logsumexp(scores, dim=-1, keepdim=True)
     a = 2 * LOG2E * (q.abs() @ k.abs().transpose(-1, -2) * scale + lse.abs()) + 2
-    pa, dsa = p * a, ds.abs() * a
-    exponent = (pa @ v.abs(), dsa @ k.abs() * scale, dsa.transpose(-1, -2) @ q.abs() * scale,
-                pa.transpose(-1, -2) @ do.abs())
+    pza, dsa = pz * a, ds.abs() * a
+    exponent = (pza @ v.abs(), dsa @ k.abs() * scale, dsa.transpose(-1, -2) @ q.abs() * scale,
+                pza.transpose(-1, -2) @ do.abs())
     return out, grads, [(r.max().item(), e.max().item()) if r.numel() else (0.0, 0.0)
                         for r, e in zip(rounding, exponent, strict=True)]
 
@@ -81,13 +84,35 @@ def run(fn, q, k, v, do, **kw):
     return out.detach(), grads
 
 
-def check_parity(q, k, v, do, scale=None, **kw):
-    """Run cross_attention (current backend) and SDPA at the same dtype; compare vs fp64."""
+def masked_attention(q, k, v, scale, zmask):
+    """PyTorch's own ops at q's dtype with a given dropout mask: the error yardstick for the
+    dropout parity tests (SDPA cannot take an external dropout mask)."""
+    weights = torch.softmax((q @ k.transpose(-1, -2)) * scale, dim=-1)
+    return (weights * zmask.to(q.dtype)) @ v
+
+
+def check_parity(q, k, v, do, scale=None, dropout_p=0.0, seed=None, **kw):
+    """Run cross_attention (current backend) and PyTorch at the same dtype; compare vs fp64.
+
+    With dropout_p > 0 the Triton op runs with the given seed tensor and both references use
+    the mask that seed gives (dropout_keep_mask), so the comparison is exact, not statistical.
+    """
     s = scale if scale is not None else 1 / math.sqrt(q.shape[-1])
-    ref_out, ref_grads, bounds = oracle(q, k, v, do, s)
     eps = torch.finfo(q.dtype).eps
-    out, grads = run(cross_attention, q, k, v, do, scale=scale, **kw)
-    t_out, t_grads = run(cross_attention_reference, q, k, v, do, scale=scale)
+    if dropout_p > 0:
+        from lcnet_fast.ops.triton.cross_attention import dropout_keep_mask
+
+        b, h, nq, dh = q.shape
+        zmask = dropout_keep_mask(seed, b, h, nq, k.shape[2], dropout_p) / (1 - dropout_p)
+        splits = kw.get("num_kv_splits") or 1
+        out, grads = run(lambda a, b_, c: torch.ops.lcnet_fast.cross_attention(
+            a, b_, c, s, splits, dropout_p, seed)[0], q, k, v, do)
+        t_out, t_grads = run(masked_attention, q, k, v, do, scale=s, zmask=zmask)
+    else:
+        zmask = None
+        out, grads = run(cross_attention, q, k, v, do, scale=scale, **kw)
+        t_out, t_grads = run(cross_attention_reference, q, k, v, do, scale=scale)
+    ref_out, ref_grads, bounds = oracle(q, k, v, do, s, zmask)
     assert out.shape == q.shape and out.dtype == q.dtype and out.device == q.device
     assert out.is_contiguous()
     pairs = [("out", out, t_out, ref_out, bounds[0])]
@@ -108,7 +133,7 @@ def check_parity(q, k, v, do, scale=None, **kw):
 
 def test_auto_on_cpu_is_the_torch_reference(use_backend):
     use_backend("auto")
-    assert choose_backend("cpu", str(torch.float32), False) == "torch"
+    assert choose_backend("cpu", str(torch.float32)) == "torch"
     q, k, v, do = make_qkv(2, 2, 5, 37, 24)
     check_parity(q, k, v, do)
     check_parity(q, k, v, do, scale=0.3)
@@ -116,14 +141,13 @@ def test_auto_on_cpu_is_the_torch_reference(use_backend):
 
 def test_auto_rules(use_backend):
     use_backend("auto")
-    assert choose_backend("cpu", "torch.float16", False) == "torch"
+    assert choose_backend("cpu", "torch.float16") == "torch"
     if _backend.triton_unavailable_reason() is None:
-        assert choose_backend("cuda", "torch.bfloat16", False) == "triton"
-    assert choose_backend("cuda", "torch.bfloat16", True) == "torch"  # dropout: SDPA
-    assert choose_backend("cuda", "torch.float64", False) == "torch"
+        assert choose_backend("cuda", "torch.bfloat16") == "triton"
+    assert choose_backend("cuda", "torch.float64") == "torch"
 
 
-def test_dropout_runs_sdpa_with_dropout(use_backend):
+def test_dropout_on_cpu_auto_runs_sdpa_with_dropout(use_backend):
     use_backend("auto")
     q, k, v, _ = make_qkv(1, 2, 4, 9, 16)
     torch.manual_seed(3)
@@ -137,7 +161,6 @@ def test_dropout_runs_sdpa_with_dropout(use_backend):
 @pytest.mark.parametrize("backend,dtype,dropout,msg", [
     ("cpp", torch.float32, 0.0, "no C\\+\\+/CUDA kernel"),
     ("cuda", torch.float32, 0.0, "no C\\+\\+/CUDA kernel"),
-    ("triton", torch.float32, 0.1, "no dropout"),
     ("triton", torch.float64, 0.0, "fp16/bf16/fp32"),
 ])
 def test_forced_backend_that_cannot_run(use_backend, backend, dtype, dropout, msg):
@@ -281,6 +304,84 @@ def test_triton_interpreter_empty(use_backend):
     assert out.shape == (1, 2, 0, 16) and not dk.any() and not dv.any()
 
 
+# --- attention dropout inside the Triton kernels ---------------------------------------------
+
+DROPOUT_CASES = [  # (B, H, Nq, Nk, Dh), dropout_p, num_kv_splits
+    ((1, 1, 1, 1, 16), 0.5, 1),
+    ((1, 2, 5, 37, 24), 0.1, 1),
+    ((2, 1, 17, 33, 20), 0.5, 1),
+    ((1, 2, 5, 37, 24), 0.3, 3),  # split-KV: each split draws only its own keys' numbers
+    ((1, 2, 20, 5, 48), 0.9, 1),  # image tokens -> few graph nodes, most dropped
+]
+
+
+def seed_tensor(value, device="cpu"):
+    return torch.tensor([value], dtype=torch.int64, device=device)
+
+
+@needs_interp
+@pytest.mark.parametrize("shape,p,splits", DROPOUT_CASES,
+                         ids=["x".join(map(str, c[0])) + f"-p{c[1]}-s{c[2]}"
+                              for c in DROPOUT_CASES])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_triton_interpreter_dropout_parity(use_backend, shape, p, splits, dtype):
+    """Forward and backward against (softmax(q k^T s) * keep / (1-p)) v with the kernels'
+    own mask: exact, so a wrong mask, scale or gradient rule fails by far more than rounding."""
+    use_backend("triton")
+    q, k, v, do = make_qkv(*shape, dtype=dtype, seed=sum(shape))
+    check_parity(q, k, v, do, dropout_p=p, seed=seed_tensor(987654321 + sum(shape)),
+                 num_kv_splits=splits)
+
+
+@needs_interp
+def test_triton_dropout_mask_statistics():
+    """The mask the kernels use keeps a 1-p fraction, differs per head, batch and seed (the
+    parity tests cannot see a mask that is consistently wrong, e.g. all kept)."""
+    from lcnet_fast.ops.triton.cross_attention import dropout_keep_mask
+
+    p, shape = 0.3, (2, 3, 50, 70)
+    keep = dropout_keep_mask(seed_tensor(2024), *shape, p)
+    assert keep.shape == shape and keep.dtype == torch.bool
+    n = keep.numel()
+    sd = math.sqrt(p * (1 - p) / n)
+    assert abs(keep.float().mean().item() - (1 - p)) < 5 * sd
+    assert not torch.equal(keep[0, 0], keep[0, 1]) and not torch.equal(keep[0], keep[1])
+    other = dropout_keep_mask(seed_tensor(2025), *shape, p)
+    agree = (keep == other).float().mean().item()  # independent masks: (1-p)^2 + p^2
+    assert abs(agree - ((1 - p) ** 2 + p ** 2)) < 5 * math.sqrt(0.25 / n)
+    assert torch.equal(keep, dropout_keep_mask(seed_tensor(2024), *shape, p))
+
+
+@needs_interp
+def test_triton_dropout_seed_comes_from_torch_rng(use_backend):
+    use_backend("triton")
+    q, k, v, do = make_qkv(1, 2, 5, 37, 24)
+    torch.manual_seed(11)
+    first = cross_attention(q, k, v, dropout_p=0.4)
+    torch.manual_seed(11)
+    again = cross_attention(q, k, v, dropout_p=0.4)
+    later = cross_attention(q, k, v, dropout_p=0.4)
+    assert torch.equal(first, again) and not torch.equal(first, later)
+    assert not torch.allclose(first, cross_attention(q, k, v))
+    torch.manual_seed(11)  # the public function draws one int64 seed from torch's RNG
+    seed = torch.randint(2**62, (1,), dtype=torch.int64)
+    expected = torch.ops.lcnet_fast.cross_attention(q, k, v, 1 / math.sqrt(24), 1, 0.4, seed)
+    assert torch.equal(first, expected[0])
+
+
+@needs_interp
+def test_triton_dropout_needs_a_seed():
+    from lcnet_fast.ops.triton.cross_attention import cross_attention_triton  # noqa: F401
+
+    q, k, v, _ = make_qkv(1, 1, 2, 3, 16)
+    op = torch.ops.lcnet_fast.cross_attention
+    for seed in (None, torch.tensor([1], dtype=torch.int32), torch.tensor([1, 2])):
+        with pytest.raises(RuntimeError, match="needs seed, an int64 tensor of one element"):
+            op(q, k, v, 0.25, 1, 0.3, seed)
+    with pytest.raises(RuntimeError, match="dropout_p must be in \\[0, 1\\)"):
+        op(q, k, v, 0.25, 1, 1.0, seed_tensor(1))
+
+
 @needs_interp
 def test_triton_interpreter_opcheck(use_backend):
     from lcnet_fast.ops.triton.cross_attention import cross_attention_triton  # noqa: F401
@@ -291,17 +392,24 @@ def test_triton_interpreter_opcheck(use_backend):
     for splits in (1, 2):
         torch.library.opcheck(torch.ops.lcnet_fast.cross_attention.default,
                               (q, k, v, 0.25, splits), test_utils=utils)
+        torch.library.opcheck(torch.ops.lcnet_fast.cross_attention.default,
+                              (q, k, v, 0.25, splits, 0.3, seed_tensor(5)), test_utils=utils)
     out, lse = torch.ops.lcnet_fast.cross_attention(q, k, v, 0.25, 1)
     torch.library.opcheck(torch.ops.lcnet_fast.cross_attention_backward.default,
                           (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25),
+                          test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(torch.ops.lcnet_fast.cross_attention_backward.default,
+                          (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25,
+                           0.3, seed_tensor(5)),
                           test_utils=("test_schema", "test_faketensor"))
     expected_lse = torch.logsumexp(q.double() @ k.double().transpose(-1, -2) * 0.25, -1)
     torch.testing.assert_close(lse.double(), expected_lse, rtol=0, atol=1e-5)
 
 
 @needs_interp
+@pytest.mark.parametrize("dropout_p", [0.0, 0.3], ids=["nodrop", "dropout"])
 @pytest.mark.parametrize("dynamic", [False, True])
-def test_triton_interpreter_compile_fullgraph(use_backend, dynamic):
+def test_triton_interpreter_compile_fullgraph(use_backend, dynamic, dropout_p):
     """Dynamo traces the Triton path (lazy import, backend rules) without graph breaks, forward
     and backward. backend "eager": AOT tracing of a triton_op runs the interpreter on fake
     tensors, which fails (interpreter-only; the GPU test compiles with inductor)."""
@@ -309,8 +417,10 @@ def test_triton_interpreter_compile_fullgraph(use_backend, dynamic):
     q, k, v, do = make_qkv(1, 2, 5, 21, 24)
     f = torch.compile(lambda a, b, c, p: cross_attention(a, b, c, dropout_p=p) * 2,
                       fullgraph=True, backend="eager", dynamic=dynamic)
-    out, grads = run(f, q, k, v, do, p=0.0)
-    e_out, e_grads = run(cross_attention, q, k, v, do)
+    torch.manual_seed(4)  # the dropout seed is drawn inside the graph, in eager's order
+    out, grads = run(f, q, k, v, do, p=dropout_p)
+    torch.manual_seed(4)
+    e_out, e_grads = run(cross_attention, q, k, v, do, dropout_p=dropout_p)
     torch.testing.assert_close(out, e_out * 2)
     for a, e in zip(grads, e_grads, strict=True):
         torch.testing.assert_close(a, 2 * e)
@@ -321,12 +431,13 @@ def test_triton_interpreter_compile_fullgraph(use_backend, dynamic):
                                                                   HealthCheck.differing_executors])
 @given(b=st.integers(1, 2), h=st.integers(1, 2), nq=st.integers(1, 20), nk=st.integers(1, 40),
        dh=st.sampled_from([8, 16, 20, 33, 64]), splits=st.integers(1, 3),
-       seed=st.integers(0, 2**16))
-def test_triton_interpreter_fuzz(b, h, nq, nk, dh, splits, seed):
+       dropout_p=st.sampled_from([0.0, 0.0, 0.2, 0.6]), seed=st.integers(0, 2**16))
+def test_triton_interpreter_fuzz(b, h, nq, nk, dh, splits, dropout_p, seed):
     os.environ[_backend.ENV_VAR] = "triton"
     try:
         q, k, v, do = make_qkv(b, h, nq, nk, dh, seed=seed)
-        check_parity(q, k, v, do, num_kv_splits=splits)
+        check_parity(q, k, v, do, num_kv_splits=splits, dropout_p=dropout_p,
+                     seed=seed_tensor(seed))
     finally:
         os.environ.pop(_backend.ENV_VAR, None)
 
@@ -367,7 +478,7 @@ def test_gpu_parity(use_backend, shape, dtype, splits):
 @pytest.mark.gpu
 def test_gpu_auto_is_triton_and_non_contiguous(use_backend):
     use_backend("auto")
-    assert choose_backend("cuda", str(torch.bfloat16), False) == "triton"
+    assert choose_backend("cuda", str(torch.bfloat16)) == "triton"
     b, h, nq, nk, dh = 4, 8, 80, 500, 96
     x = torch.randn(b, nq, h, dh, device="cuda", dtype=torch.bfloat16)
     kv = torch.randn(1, nk, h, dh, device="cuda", dtype=torch.bfloat16)
@@ -393,3 +504,39 @@ def test_gpu_opcheck_and_compile(use_backend):
     torch.testing.assert_close(out, e_out)
     for a, e in zip(grads, e_grads, strict=True):
         torch.testing.assert_close(a, e)
+
+
+GPU_DROPOUT_CASES = [  # (B, H, Nq, Nk, Dh), dtype, num_kv_splits, dropout_p
+    ((2, 3, 5, 37, 24), BF16, 1, 0.5),
+    ((2, 8, 80, 1960, 96), BF16, None, 0.1),  # LLCD training: labels -> image tokens
+    ((2, 8, 1960, 80, 96), BF16, None, 0.1),  # image tokens -> graph nodes
+    ((1, 8, 80, 1960, 96), BF16, None, 0.1),  # split-KV by the rule
+    ((3, 2, 70, 129, 48), FP32, 2, 0.3),
+]
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape,dtype,splits,p", GPU_DROPOUT_CASES,
+                         ids=["x".join(map(str, c[0])) + f"-{str(c[1])[6:]}-s{c[2]}-p{c[3]}"
+                              for c in GPU_DROPOUT_CASES])
+def test_gpu_dropout_parity(use_backend, shape, dtype, splits, p):
+    use_backend("triton")
+    q, k, v, do = make_qkv(*shape, dtype=dtype, device="cuda", seed=sum(shape))
+    check_parity(q, k, v, do, dropout_p=p, seed=seed_tensor(7 + sum(shape), "cuda"),
+                 num_kv_splits=splits)
+
+
+@gpu
+@pytest.mark.gpu
+def test_gpu_auto_dropout_is_triton(use_backend):
+    """auto on CUDA trains through the Triton kernels: the seed drawn from torch's CUDA RNG
+    reproduces the output exactly, and the mask is not SDPA's."""
+    use_backend("auto")
+    q, k, v, _ = make_qkv(2, 8, 80, 500, 96, dtype=torch.bfloat16, device="cuda")
+    torch.manual_seed(2)
+    out = cross_attention(q, k, v, dropout_p=0.1)
+    torch.manual_seed(2)
+    seed = torch.randint(2**62, (1,), dtype=torch.int64, device="cuda")
+    expected = torch.ops.lcnet_fast.cross_attention(q, k, v, 1 / math.sqrt(96), 1, 0.1, seed)
+    assert torch.equal(out, expected[0])

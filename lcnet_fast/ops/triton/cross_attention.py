@@ -20,6 +20,16 @@ with Nq = 80 and Nk = 1960 all ~31 KV programs of a head add into the same 80 x 
 not deterministic. The recompute costs one extra Nq x Nk x Dh matmul per head, which is small
 for these short query sides, and keeps the gradients bit-reproducible.
 
+Dropout (training). dropout_p > 0 drops attention probabilities inside the kernels, as
+FlashAttention does: element (b*h, i, j) of the Nq x Nk matrix is kept when Philox
+(tl.rand) draws u >= p at counter (b*h * Nq + i) * Nk + j from a seed tensor drawn from
+torch's RNG per call. The counter depends only on the element's position, so the forward
+(plain or split-KV), both backward kernels and dropout_keep_mask (tests) all see the same
+mask without storing it. Kept probabilities are scaled by 1/(1-p); lse and the normaliser l
+stay those of the undropped softmax, so out = (P * Z) V with Z = keep/(1-p), and backward
+uses dV = (P Z)^T dO, dP = (dO V^T) Z, dS = P (dP - rowsum(dO O)) (rowsum(P dP) =
+rowsum(dO O) still holds with the dropped O).
+
 Dh is padded to a power of two >= 16 (tl.dot's minimum) with masks, so Dh = 24, 48, 96 work;
 Nq and Nk are masked. fp32 dots use IEEE precision (never TF32) so fp32 matches PyTorch's
 fp32; fp16/bf16 inputs go to tensor cores with fp32 accumulation, and the probabilities (and
@@ -33,6 +43,14 @@ import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
 LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _dropout_keep(seed, bh, rows, cols, NQ, NK, dropout_p):
+    """Keep-mask of the attention elements (rows, cols) of head bh (broadcastable 2D index
+    blocks): one Philox counter per element, in int64 so B*H*Nq*Nk may exceed 2**31."""
+    counter = (bh.to(tl.int64) * NQ + rows.to(tl.int64)) * NK + cols.to(tl.int64)
+    return tl.rand(seed, counter) >= dropout_p
 
 
 @triton.jit
@@ -50,10 +68,13 @@ def _fwd_kernel(
     H, NQ, NK, DH,  # ints: heads, query rows, keys, head dim
     KV_PER_SPLIT,  # int: keys per split, a multiple of BLOCK_N (>= NK when S = 1)
     qk_scale,  # float: scale * log2(e)
+    seed_ptr,  # int64 (1,): Philox seed (read only when DROPOUT)
+    dropout_p,  # float: probability of dropping an attention probability
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,  # next power of two >= max(DH, 16)
     PRECISION: tl.constexpr,  # tl.dot input_precision: "ieee" for fp32
+    DROPOUT: tl.constexpr,  # dropout_p > 0
 ):
     # grid: (B * H, cdiv(Nq, BLOCK_M), S)
     bh = tl.program_id(0)
@@ -75,6 +96,8 @@ def _fwd_kernel(
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     start = split * KV_PER_SPLIT
     end = tl.minimum(start + KV_PER_SPLIT, NK)  # every launched split has >= 1 key
+    if DROPOUT:
+        seed = tl.load(seed_ptr)
     for n0 in range(start, end, BLOCK_N):
         n = n0 + offs_n
         n_mask = n < end
@@ -88,8 +111,13 @@ def _fwd_kernel(
         l_i = l_i * alpha + tl.sum(p, 1)
         vb = tl.load(v_base + n[:, None] * sv_n + offs_d[None, :] * sv_d,
                      mask=n_mask[:, None] & d_mask[None, :], other=0.0)  # (BLOCK_N, BLOCK_D)
+        if DROPOUT:  # l_i above sums the undropped p: the softmax normaliser is unchanged
+            p = tl.where(_dropout_keep(seed, bh, offs_m[:, None], n[None, :], NQ, NK,
+                                       dropout_p), p, 0.0)
         acc = acc * alpha[:, None] + tl.dot(p.to(vb.dtype), vb, input_precision=PRECISION)
         m_i = m_new
+    if DROPOUT:
+        acc = acc * (1.0 / (1.0 - dropout_p))
     out = acc / l_i[:, None]
     lse = (m_i + tl.math.log2(l_i)) * (1.0 / 1.4426950408889634)
     o_off = b * so_b + h * so_h + split * so_s
@@ -176,10 +204,13 @@ def _bwd_dkdv_kernel(
     H, NQ, NK, DH,  # ints
     qk_scale,  # float: scale * log2(e)
     sm_scale,  # float: scale
+    seed_ptr,  # int64 (1,): the forward's Philox seed (read only when DROPOUT)
+    dropout_p,  # float
     BLOCK_M: tl.constexpr,  # query rows per loop step
     BLOCK_N: tl.constexpr,  # keys per program
     BLOCK_D: tl.constexpr,
     PRECISION: tl.constexpr,
+    DROPOUT: tl.constexpr,
 ):
     # grid: (B * H, cdiv(Nk, BLOCK_N))
     bh = tl.program_id(0)
@@ -200,6 +231,9 @@ def _bwd_dkdv_kernel(
     row_base = bh.to(tl.int64) * NQ
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    if DROPOUT:
+        seed = tl.load(seed_ptr)
+        inv_keep = 1.0 / (1.0 - dropout_p)
     for m0 in range(0, NQ, BLOCK_M):
         offs_m = m0 + offs_m0
         m_mask = offs_m < NQ
@@ -215,8 +249,14 @@ def _bwd_dkdv_kernel(
         # padded keys (k = 0) would give exp2(-lse): finite in fp32 but may overflow a 16-bit
         # cast; zero them with the padded queries
         pt = tl.where(m_mask[None, :] & n_mask[:, None], pt, 0.0)
-        dv += tl.dot(pt.to(dob.dtype), dob, input_precision=PRECISION)
         dpt = tl.dot(vb, tl.trans(dob), input_precision=PRECISION)  # (BLOCK_N, BLOCK_M)
+        if DROPOUT:  # the forward used P Z: dV = (P Z)^T dO, dP = (dO V^T) Z
+            keep = _dropout_keep(seed, bh, offs_m[None, :], offs_n[:, None], NQ, NK, dropout_p)
+            dv += tl.dot(tl.where(keep, pt * inv_keep, 0.0).to(dob.dtype), dob,
+                         input_precision=PRECISION)
+            dpt = tl.where(keep, dpt * inv_keep, 0.0)
+        else:
+            dv += tl.dot(pt.to(dob.dtype), dob, input_precision=PRECISION)
         dst = pt * (dpt - delta[None, :])
         dk += tl.dot(dst.to(qb.dtype), qb, input_precision=PRECISION)
     dk = dk * sm_scale
@@ -241,10 +281,13 @@ def _bwd_dq_kernel(
     H, NQ, NK, DH,  # ints
     qk_scale,  # float: scale * log2(e)
     sm_scale,  # float: scale
+    seed_ptr,  # int64 (1,): the forward's Philox seed (read only when DROPOUT)
+    dropout_p,  # float
     BLOCK_M: tl.constexpr,  # query rows per program
     BLOCK_N: tl.constexpr,  # keys per loop step
     BLOCK_D: tl.constexpr,
     PRECISION: tl.constexpr,
+    DROPOUT: tl.constexpr,
 ):
     # grid: (B * H, cdiv(Nq, BLOCK_M))
     bh = tl.program_id(0)
@@ -266,6 +309,9 @@ def _bwd_dq_kernel(
     k_base = k_ptr + b * sk_b + h * sk_h
     v_base = v_ptr + b * sv_b + h * sv_h
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    if DROPOUT:
+        seed = tl.load(seed_ptr)
+        inv_keep = 1.0 / (1.0 - dropout_p)
     for n0 in range(0, NK, BLOCK_N):
         n = n0 + offs_n0
         n_mask = n < NK
@@ -278,6 +324,9 @@ def _bwd_dq_kernel(
         p = tl.math.exp2(s - lse2[:, None])
         p = tl.where(n_mask[None, :], p, 0.0)
         dp = tl.dot(dob, vt, input_precision=PRECISION)  # (BLOCK_M, BLOCK_N)
+        if DROPOUT:
+            keep = _dropout_keep(seed, bh, offs_m[:, None], n[None, :], NQ, NK, dropout_p)
+            dp = tl.where(keep, dp * inv_keep, 0.0)
         ds = p * (dp - delta[:, None])
         dq += tl.dot(ds.to(kt.dtype), tl.trans(kt), input_precision=PRECISION)
     dq = dq * sm_scale
@@ -353,14 +402,33 @@ def _check_op_args(q, k, v) -> None:
     torch._check(q.shape[3] <= 256, lambda: f"cross_attention: Dh {q.shape[3]} > 256")
 
 
+def _dropout_args(dropout_p: float, seed: torch.Tensor | None, like: torch.Tensor) -> tuple:
+    """(seed pointer, p, DROPOUT) kernel arguments. Without dropout the seed is never read, so
+    any tensor serves as the pointer."""
+    torch._check(0.0 <= dropout_p < 1.0,
+                 lambda: f"cross_attention: dropout_p must be in [0, 1), got {dropout_p}")
+    if dropout_p == 0.0:
+        return like, 0.0, False
+    torch._check(seed is not None and seed.dtype == torch.int64 and seed.numel() == 1
+                 and seed.device == like.device,
+                 lambda: "cross_attention: dropout_p > 0 needs seed, an int64 tensor of one "
+                         "element on q's device")
+    return seed, float(dropout_p), True
+
+
 @triton_op("lcnet_fast::cross_attention", mutates_args=())
 def cross_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-                           num_kv_splits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(out (B, H, Nq, Dh), lse fp32 (B, H, Nq)); lse = logsumexp of q k^T * scale per row.
+                           num_kv_splits: int, dropout_p: float = 0.0,
+                           seed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out (B, H, Nq, Dh), lse fp32 (B, H, Nq)); lse = logsumexp of q k^T * scale per row
+    (of the undropped scores).
 
     num_kv_splits: 1 = plain kernel, n > 1 = split-KV (lowered so no split is empty).
-    Differentiable in q, k, v through out (lse is not differentiable)."""
+    dropout_p > 0 drops attention probabilities with the Philox mask of `seed` (int64, one
+    element, on q's device; see the module doc). Differentiable in q, k, v through out (lse
+    is not differentiable)."""
     _check_op_args(q, k, v)
+    seed_arg, p_arg, dropout = _dropout_args(dropout_p, seed, q)
     out, lse = _new_outputs(q)
     b, h, nq, dh = q.shape
     nk = k.shape[2]
@@ -372,7 +440,7 @@ def cross_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sc
     bm, bn = cfg["BLOCK_M"], cfg["BLOCK_N"]
     per_split, splits = kv_split_layout(nk, num_kv_splits, bn)
     consts = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=block_d, PRECISION=_precision(q.dtype),
-                  num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+                  DROPOUT=dropout, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     qk_scale = scale * LOG2E
     in_strides = (*q.stride(), *k.stride(), *v.stride())
     if splits == 1:
@@ -380,13 +448,13 @@ def cross_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sc
         wrap_triton(_fwd_kernel)[(b * h, triton.cdiv(nq, bm), 1)](
             q, k, v, out, lse, *in_strides,
             so[0], so[1], 0, so[2], so[3], sl[0], sl[1], 0, sl[2],
-            h, nq, nk, dh, per_split, qk_scale, **consts)
+            h, nq, nk, dh, per_split, qk_scale, seed_arg, p_arg, **consts)
         return out, lse
     o_part = q.new_empty((b, h, splits, nq, dh), dtype=torch.float32)
     l_part = q.new_empty((b, h, splits, nq), dtype=torch.float32)
     wrap_triton(_fwd_kernel)[(b * h, triton.cdiv(nq, bm), splits)](
         q, k, v, o_part, l_part, *in_strides, *o_part.stride(), *l_part.stride(),
-        h, nq, nk, dh, per_split, qk_scale, **consts)
+        h, nq, nk, dh, per_split, qk_scale, seed_arg, p_arg, **consts)
     wrap_triton(_combine_kernel)[(b * h, triton.cdiv(nq, bm))](
         o_part, l_part, out, lse, nq, dh, splits, BLOCK_M=bm, BLOCK_D=block_d,
         num_warps=cfg["num_warps"])
@@ -394,7 +462,7 @@ def cross_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sc
 
 
 @cross_attention_triton.register_fake
-def _cross_attention_fake(q, k, v, scale, num_kv_splits):
+def _cross_attention_fake(q, k, v, scale, num_kv_splits, dropout_p=0.0, seed=None):
     # explicit: tracing the launcher itself would run the Triton interpreter on fake tensors
     return _new_outputs(q)
 
@@ -402,10 +470,12 @@ def _cross_attention_fake(q, k, v, scale, num_kv_splits):
 @triton_op("lcnet_fast::cross_attention_backward", mutates_args=())
 def cross_attention_backward_triton(
         dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-        out: torch.Tensor, lse: torch.Tensor,
-        scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dq, dk, dv), contiguous, in q's dtype, from dout = dL/d out and the forward's out, lse."""
+        out: torch.Tensor, lse: torch.Tensor, scale: float, dropout_p: float = 0.0,
+        seed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv), contiguous, in q's dtype, from dout = dL/d out and the forward's out, lse
+    (and its dropout_p and seed, which regenerate the forward's mask)."""
     _check_op_args(q, k, v)
+    seed_arg, p_arg, dropout = _dropout_args(dropout_p, seed, q)
     dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
@@ -423,39 +493,65 @@ def cross_attention_backward_triton(
         out, dout, delta, *out.stride(), *dout.stride(), h, nq, dh,
         BLOCK_M=own, BLOCK_D=block_d, num_warps=cfg["num_warps"])
     strides = (*q.stride(), *k.stride(), *v.stride(), *dout.stride())
-    common = (h, nq, nk, dh, scale * LOG2E, scale)
+    common = (h, nq, nk, dh, scale * LOG2E, scale, seed_arg, p_arg)
     prec = _precision(q.dtype)
     wrap_triton(_bwd_dkdv_kernel)[(b * h, triton.cdiv(nk, own))](
         q, k, v, dout, lse, delta, dk, dv, *strides, *common,
-        BLOCK_M=step, BLOCK_N=own, BLOCK_D=block_d, PRECISION=prec, **launch)
+        BLOCK_M=step, BLOCK_N=own, BLOCK_D=block_d, PRECISION=prec, DROPOUT=dropout, **launch)
     wrap_triton(_bwd_dq_kernel)[(b * h, triton.cdiv(nq, own))](
         q, k, v, dout, lse, delta, dq, *strides, *common,
-        BLOCK_M=own, BLOCK_N=step, BLOCK_D=block_d, PRECISION=prec, **launch)
+        BLOCK_M=own, BLOCK_N=step, BLOCK_D=block_d, PRECISION=prec, DROPOUT=dropout, **launch)
     return dq, dk, dv
 
 
 @cross_attention_backward_triton.register_fake
-def _cross_attention_backward_fake(dout, q, k, v, out, lse, scale):
+def _cross_attention_backward_fake(dout, q, k, v, out, lse, scale, dropout_p=0.0, seed=None):
     return torch.empty_like(q, memory_format=torch.contiguous_format), \
         torch.empty_like(k, memory_format=torch.contiguous_format), \
         torch.empty_like(v, memory_format=torch.contiguous_format)
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, scale, _ = inputs
+    q, k, v, scale, _, dropout_p, seed = inputs
     out, lse = output
-    ctx.save_for_backward(q, k, v, out, lse)
-    ctx.scale = scale
+    ctx.save_for_backward(q, k, v, out, lse, seed)
+    ctx.scale, ctx.dropout_p = scale, dropout_p
     ctx.mark_non_differentiable(lse)
 
 
 def _backward(ctx, dout, dlse):
-    q, k, v, out, lse = ctx.saved_tensors
+    q, k, v, out, lse, seed = ctx.saved_tensors
     if dout is None:
         dout = torch.zeros_like(out)
     dq, dk, dv = torch.ops.lcnet_fast.cross_attention_backward(dout, q, k, v, out, lse,
-                                                               ctx.scale)
-    return dq, dk, dv, None, None
+                                                               ctx.scale, ctx.dropout_p, seed)
+    return dq, dk, dv, None, None, None, None
 
 
 cross_attention_triton.register_autograd(_backward, setup_context=_setup_context)
+
+
+# --- the dropout mask, for tests and inspection ----------------------------------------------
+
+@triton.jit
+def _keep_mask_kernel(seed_ptr, keep_ptr, NQ, NK, dropout_p,
+                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    # grid: (B * H, cdiv(Nq, BLOCK_M), cdiv(Nk, BLOCK_N)); keep: bool (B*H, Nq, Nk) contiguous
+    bh = tl.program_id(0)
+    rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)[:, None]
+    cols = tl.program_id(2) * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+    keep = _dropout_keep(tl.load(seed_ptr), bh, rows, cols, NQ, NK, dropout_p)
+    tl.store(keep_ptr + (bh.to(tl.int64) * NQ + rows) * NK + cols, keep,
+             mask=(rows < NQ) & (cols < NK))
+
+
+def dropout_keep_mask(seed: torch.Tensor, batch: int, heads: int, nq: int, nk: int,
+                      dropout_p: float) -> torch.Tensor:
+    """bool (B, H, Nq, Nk): which attention probabilities the kernels keep for this seed and
+    dropout_p (the same Philox draw as _dropout_keep in every kernel). Lets tests build the
+    exact reference (softmax(q k^T s) * keep / (1 - p)) v."""
+    keep = torch.empty((batch, heads, nq, nk), dtype=torch.bool, device=seed.device)
+    if keep.numel():
+        grid = (batch * heads, triton.cdiv(nq, 16), triton.cdiv(nk, 16))
+        _keep_mask_kernel[grid](seed, keep, nq, nk, float(dropout_p), BLOCK_M=16, BLOCK_N=16)
+    return keep
