@@ -9,7 +9,7 @@ from lcnet_fast.models.crop_forwarding import num_views, split_views
 from lcnet_fast.models.head import PerClassLinear
 from lcnet_fast.models.label_graph import LabelGraph
 from lcnet_fast.models.llcd import LLCDLayer
-from lcnet_fast.models.positional import sine_position_encoding_2d
+from lcnet_fast.models.positional import position_table
 
 
 class LCNet(nn.Module):
@@ -81,9 +81,7 @@ class LCNet(nn.Module):
         views = split_views(images, self.crop_level)
         # None = every view of every image in one call: measured faster on CPU too (BENCHMARKS.md)
         tokens, height, width = self.backbone(views, self.max_views_per_call)
-        position = sine_position_encoding_2d(
-            height, width, tokens.shape[-1], device=tokens.device, dtype=tokens.dtype
-        )
+        position = position_table(height, width, tokens.shape[-1], tokens.device, tokens.dtype)
         table = (position[None, :, :] + self.view_embed[:, None, :].to(tokens.dtype)).flatten(0, 1)
         return tokens + table
 

@@ -1,5 +1,6 @@
 """2D sine positional encoding (DETR's formulation), the same for every view of every image."""
 
+import functools
 import math
 
 import torch
@@ -38,3 +39,25 @@ def sine_position_encoding_2d(
         dim=-1,
     )
     return grid.reshape(height * width, dim).to(dtype)
+
+
+def position_table(height: int, width: int, dim: int, device, dtype) -> torch.Tensor:
+    """sine_position_encoding_2d, built once per (height, width, dim, device, dtype).
+
+    The table depends on shapes only, yet building it is ~10 small float64 kernels: on a GPU that
+    is launch overhead on every eager forward. Cached tensors are shared, so callers must not
+    modify them in place. Under torch.compile the table is built in the graph instead (the
+    compiler folds it to a constant; a Python cache would only add guards).
+    """
+    if torch.compiler.is_compiling():
+        return sine_position_encoding_2d(height, width, dim, device=device, dtype=dtype)
+    return _cached_table(height, width, dim, torch.device(device), dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_table(height: int, width: int, dim: int, device: torch.device,
+                  dtype: torch.dtype) -> torch.Tensor:
+    # a normal tensor even when the first call comes from torch.inference_mode (an inference
+    # tensor could not be used by a later training forward's autograd)
+    with torch.inference_mode(False):
+        return sine_position_encoding_2d(height, width, dim, device=device, dtype=dtype)
