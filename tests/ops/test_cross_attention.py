@@ -382,6 +382,36 @@ def test_triton_dropout_needs_a_seed():
         op(q, k, v, 0.25, 1, 1.0, seed_tensor(1))
 
 
+GPU_CONFIG_CASES = [  # (B, H, Nq, Nk, Dh), dtype, num_kv_splits, dropout_p
+    ((1, 2, 70, 200, 96), torch.float32, 1, 0.0),  # BLOCK_D 128: fp32 takes BLOCK_N 32
+    ((1, 2, 70, 200, 96), torch.float16, 3, 0.0),
+    ((2, 1, 5, 130, 24), torch.float32, 2, 0.2),
+    ((1, 1, 33, 65, 256), torch.float32, 1, 0.0),  # the widest head: BLOCK_N 16
+    ((1, 1, 33, 65, 200), torch.float16, 2, 0.3),
+    ((1, 2, 130, 20, 48), torch.float16, None, 0.1),  # image tokens -> nodes: 3 query blocks
+]
+
+
+@needs_interp
+@pytest.mark.parametrize("shape,dtype,splits,p", GPU_CONFIG_CASES,
+                         ids=["x".join(map(str, c[0])) + f"-{str(c[1])[6:]}-s{c[2]}-p{c[3]}"
+                              for c in GPU_CONFIG_CASES])
+def test_triton_interpreter_with_gpu_block_configs(use_backend, monkeypatch, shape, dtype,
+                                                   splits, p):
+    """The block sizes the GPU launches use (64-row query blocks, BLOCK_N 16..64, backward
+    OWN/STEP pairs), run in the interpreter: masking and split layouts at the real tile sizes
+    are checked here on every CI run, not only on a GPU machine."""
+    import lcnet_fast.ops.triton.cross_attention as kernels
+
+    fwd, bwd = kernels._fwd_config, kernels._bwd_config
+    monkeypatch.setattr(kernels, "_fwd_config", lambda bd, dt, _device: fwd(bd, dt, "cuda"))
+    monkeypatch.setattr(kernels, "_bwd_config", lambda bd, dt, _device: bwd(bd, dt, "cuda"))
+    assert kernels._fwd_config(128, torch.float32, "cpu")["BLOCK_M"] == 64
+    use_backend("triton")
+    q, k, v, do = make_qkv(*shape, dtype=dtype, seed=sum(shape))
+    check_parity(q, k, v, do, num_kv_splits=splits, dropout_p=p, seed=seed_tensor(3))
+
+
 @needs_interp
 def test_triton_interpreter_opcheck(use_backend):
     from lcnet_fast.ops.triton.cross_attention import cross_attention_triton  # noqa: F401
