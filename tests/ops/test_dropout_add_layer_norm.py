@@ -69,9 +69,8 @@ def forward_backward(fn, x, r, w, b, dy, same):
 
 
 def assert_derived_close(fast, torch_same, ref64, dtype, what, magnitude=None):
-    """magnitude: the size the rounding error scales with; max|ref64| for elementwise
-    results, the sum of |terms| (per column) for the weight/bias gradients, which are sums
-    over rows whose order differs between implementations."""
+    """magnitude: the size the rounding error scales with (default max|ref64|);
+    check_backend derives one per result with error_scales."""
     assert fast.shape == ref64.shape, what
     assert fast.dtype == torch_same.dtype, what
     if ref64.numel() == 0:
@@ -82,6 +81,38 @@ def assert_derived_close(fast, torch_same, ref64, dtype, what, magnitude=None):
         magnitude = ref64.abs().max().item()
     atol = torch.finfo(dtype).eps * magnitude + torch.finfo(dtype).tiny
     assert fast_err <= 2 * torch_err + atol, (what, fast_err, torch_err, atol)
+
+
+def error_scales(x, r, w, b, dy, mask, p, eps, same):
+    """The size each result's rounding error scales with (see assert_derived_close), in
+    float64 from the pre-norm rows h.
+
+    xhat = (h - mean(h)) * rstd carries an error of about eps * max|h| * rstd besides its
+    own rounding: h - mean(h) cancels when a row's values are close (tiny D), so each
+    result counts |xhat| + that. out = xhat * w + b. grad_residual = (g - xhat * a - c) *
+    rstd (g = dy * w, a = mean(g * xhat), c = mean(g)) cancels towards 0 for tiny D, so its
+    scale is that of its terms, with xhat's error carried through to first order; grad_x
+    = grad_residual * keep / (1 - p) (+ grad_residual when x is residual). grad_weight and
+    grad_bias sum |dy * xhat| and |dy| over rows. Measured on ~2800 random cases (fp32,
+    fp16, bf16; D 1-80; cpp and torch backends): fast error - 2 x torch error stayed
+    <= 0.6 eps x these. max|result| alone, the scale used before, was up to 15x too small
+    for grad_residual at D = 2 (about 8 % of D <= 3 cases failed, whichever mask)."""
+    keep = mask.double() / (1 - p) if mask is not None else 1.0
+    h = x.double() * keep + (x if same else r).double()
+    rstd = (h.var(-1, unbiased=False, keepdim=True) + eps).rsqrt()
+    xhat = (h - h.mean(-1, keepdim=True)) * rstd
+    xhat_err = h.abs().amax(-1, keepdim=True) * rstd
+    g = dy.double() * w.double()
+    a, c = (g * xhat).mean(-1, keepdim=True).abs(), g.mean(-1, keepdim=True).abs()
+    dres = (g.abs() + xhat.abs() * a + c
+            + xhat_err * (a + xhat.abs() * g.abs().mean(-1, keepdim=True))) * rstd
+    d = x.shape[-1]
+    dy64 = dy.double().reshape(-1, d)
+    return {"out": (w.double().abs() * (xhat.abs() + xhat_err) + b.double().abs()).max().item(),
+            "x": (dres * (keep + (1.0 if same else 0.0))).max().item(),
+            "residual": dres.max().item(),
+            "weight": (dy64 * (xhat.abs() + xhat_err).reshape(-1, d)).abs().sum(0).max().item(),
+            "bias": dy64.abs().sum(0).max().item()}
 
 
 def check_backend(shape, dtype, p, training=True, same=False, device="cpu", seed=0,
@@ -112,20 +143,15 @@ def check_backend(shape, dtype, p, training=True, same=False, device="cpu", seed
     r_out, r_grads = forward_backward(ref, x.double(), r.double(), w.double(), b.double(),
                                       dy.double(), same)
     assert out.dtype == dtype and out.shape == x.shape and out.device == x.device
-    assert_derived_close(out, t_out, r_out, dtype, "out")
-    # sum over rows of |terms| of grad_weight (dy * xhat) and grad_bias (dy), in float64
-    d = x.shape[-1]
-    h64 = (r_out - b.double()) / w.double()  # xhat; w is never 0 here (1 + 0.3 randn)
-    dy64 = dy.double().reshape(-1, d)
-    sums = {"weight": (dy64 * h64.reshape(-1, d)).abs().sum(0).max().item(),
-            "bias": dy64.abs().sum(0).max().item()}
+    scales = error_scales(x, r, w, b, dy, mask, p, eps, same)
+    assert_derived_close(out, t_out, r_out, dtype, "out", scales["out"])
     names = ("x", "residual", "weight", "bias")
     for name, gf, gt, g64 in zip(names, grads, t_grads, r_grads, strict=True):
         if g64 is None:
             continue
         assert gf is not None, f"no gradient for {name}"
         assert gf.dtype == gt.dtype, name
-        assert_derived_close(gf, gt, g64, dtype, f"grad {name}", sums.get(name))
+        assert_derived_close(gf, gt, g64, dtype, f"grad {name}", scales[name])
     return out, grads
 
 
@@ -241,10 +267,16 @@ def test_torch_backend_is_dropout_add_layer_norm_bit_for_bit(use_backend):
     assert torch.equal(dropout_add_layer_norm(x, r, w, b, 0.3), expected)
 
 
-def test_keep_fraction():
-    m = make_keep_mask((200, 500), 0.3, "cpu", torch.Generator().manual_seed(0))
-    assert m.dtype == torch.bool
-    assert abs(m.float().mean().item() - 0.7) < 0.01
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.9])
+def test_keep_fraction(p):
+    """Each element is kept with probability 1 - p. On CPU, even and odd positions come from
+    the low and high halves of one random 64-bit word, so check them separately (a bias in
+    either half, e.g. a word range missing the top bit, shows up there); odd numel."""
+    m = make_keep_mask((201, 499), p, "cpu", torch.Generator().manual_seed(0))
+    assert m.dtype == torch.bool and m.shape == (201, 499) and m.is_contiguous()
+    flat = m.flatten()
+    for half in (flat[0::2], flat[1::2]):
+        assert abs(half.float().mean().item() - (1 - p)) < 0.01  # > 4 standard deviations
 
 
 def test_auto_choice():
