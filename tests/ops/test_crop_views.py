@@ -184,6 +184,9 @@ def test_bad_arguments(change, exc, msg):
     (torch.zeros(1, 6, 6, 3, dtype=torch.int32), 2, 3, "must be uint8"),
     (torch.zeros(1, 6, 6, 3, dtype=torch.uint8), 0, 3, "level must be >= 1"),
     (torch.zeros(1, 6, 6, 2, dtype=torch.uint8), 2, 3, "last dim must be 3"),
+    # thumbnail block sums (255 * level^2) are int32 in the CPU kernel; expand: no memory
+    (torch.zeros(1, 1, 1, 3, dtype=torch.uint8).expand(1, 2902, 2902, 3), 2902, 1,
+     "level <= 2901"),
 ])
 def test_cpp_op_checks_its_arguments(images, level, size, msg):
     """A direct torch.ops call (no Python wrapper) must fail cleanly, never read OOB."""
@@ -203,6 +206,70 @@ def test_opcheck_cpp(channels_last):
     for level, size in ((1, 3), (2, 5)):
         args = (make_images(2, level, size), level, size, mean, std, torch.float16, channels_last)
         torch.library.opcheck(torch.ops.lcnet_fast.crop_views.default, args)
+
+
+# --- the C++ kernel's per-ISA builds ----------------------------------------------------------
+# csrc/cpu/crop_views.cpp is compiled for the x86-64 baseline, AVX2 and AVX-512 and runs the best
+# build the CPU has, capped by ATEN_CPU_CAPABILITY (PyTorch's switch; the kernel reads it on every
+# call). Every build must give the same bits. Where the CPU lacks a build (or is not x86), a cap
+# runs the best build there is, so these tests still pass and test what exists.
+
+ISA_CAPS = ("default", "avx2", "avx512")
+needs_cpp = pytest.mark.skipif(not INFO["available"]["cpp"],
+                               reason=str(INFO["reasons"].get("cpp")))
+
+
+def cpp_op(images, level, size, mean, std, out_dtype, channels_last):
+    return torch.ops.lcnet_fast.crop_views(images, level, size, mean, std, out_dtype,
+                                           channels_last)
+
+
+@needs_cpp
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cpp_isa_builds_agree_bitwise(monkeypatch, out_dtype, channels_last):
+    """Size 70 = one full 64-pixel chunk of the planar store plus a remainder; level 1 has no
+    tiles; strided and batch-broadcast inputs take the copy-to-packed-row path."""
+    mean, std = stats("cpu")
+    for b, level, size in ((2, 3, 70), (1, 1, 67), (2, 2, 5)):
+        images = make_images(b, level, size)
+        chw = images.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)
+        broadcast = images[:1].expand_as(images)  # batch stride 0
+        outs = {}
+        for cap in ISA_CAPS:
+            monkeypatch.setenv("ATEN_CPU_CAPABILITY", cap)
+            outs[cap] = cpp_op(images, level, size, mean, std, out_dtype, channels_last)
+            check_against_reference(outs[cap], images, level, size, out_dtype, channels_last)
+            assert torch.equal(cpp_op(chw, level, size, mean, std, out_dtype, channels_last),
+                               outs[cap])
+            assert torch.equal(
+                cpp_op(broadcast, level, size, mean, std, out_dtype, channels_last),
+                cpp_op(broadcast.contiguous(), level, size, mean, std, out_dtype,
+                       channels_last))
+        for cap in ISA_CAPS:
+            assert torch.equal(outs[cap], outs["default"]), cap
+
+
+@needs_cpp
+@pytest.mark.parametrize("cap", ISA_CAPS)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cpp_low_precision_is_fp32_rounded_once(monkeypatch, cap, channels_last):
+    """fp16/bf16 outputs are exactly the kernel's fp32 values rounded by torch, in every build.
+    The extreme std make fp16 overflow to inf (1e-6), go subnormal (3e4) and flip sign; fp32
+    tiles stay bit-identical to the op chain even then (same IEEE divisions, no multiply)."""
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", cap)
+    mean = torch.tensor([0.5, 0.25, 0.0])
+    std = torch.tensor([1e-6, -3e4, 0.3])
+    images = make_images(2, 3, 70)
+    fp32 = cpp_op(images, 3, 70, mean, std, torch.float32, channels_last)
+    ref = crop_views_reference(images, 3, 70, mean, std)
+    assert torch.equal(fp32[:, 1:], ref[:, 1:])
+    half = fp32.to(torch.float16)
+    assert half.isinf().any()
+    assert ((half.abs() < torch.finfo(torch.float16).tiny) & (half != 0)).any()
+    for dtype in (torch.float16, torch.bfloat16):
+        out = cpp_op(images, 3, 70, mean, std, dtype, channels_last)
+        assert torch.equal(out, fp32.to(dtype)), dtype
 
 
 def test_compile_fullgraph_no_graph_break():
