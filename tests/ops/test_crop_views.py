@@ -315,6 +315,26 @@ def test_triton_interpreter_matches_reference(use_backend, b, level, size, out_d
 
 
 @needs_interp
+@pytest.mark.parametrize("b,level,size,channels_last", [
+    (2, 2, 70, False),  # 64-column blocks: one full, one masked; 8-row blocks: 9, the last partial
+    (1, 3, 9, True),
+])
+def test_triton_interpreter_with_gpu_block_sizes(use_backend, monkeypatch, b, level, size,
+                                                 channels_last):
+    """The GPU launch blocks (8 thumbnail rows x up to 64 columns) in the interpreter, so their
+    masking is checked on every CI run, not only on a GPU machine."""
+    import lcnet_fast.ops.triton.crop_views as kernels
+
+    blocks = kernels._blocks
+    monkeypatch.setattr(kernels, "_blocks", lambda size, _device: blocks(size, "cuda"))
+    assert kernels._blocks(70, "cpu") == (8, 64)
+    use_backend("triton")
+    images = make_images(b, level, size)
+    out = crop_views(images, level, size, MEAN, STD, channels_last=channels_last)
+    check_against_reference(out, images, level, size, channels_last=channels_last)
+
+
+@needs_interp
 def test_triton_interpreter_non_contiguous_and_opcheck(use_backend):
     from lcnet_fast.ops.triton.crop_views import crop_views_triton  # noqa: F401 (registers)
 
