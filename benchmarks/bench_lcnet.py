@@ -95,16 +95,28 @@ def paper_models():
 
 @pytest.mark.gpu
 @needs_cuda
-@pytest.mark.parametrize("mode", ["reference", "fast_eager", "fast_cuda_graph"])
+@pytest.mark.parametrize(
+    "mode", ["reference", "fast_eager", "fast_cuda_graph", "uint8_crop_views_cuda_graph"]
+)
 @pytest.mark.benchmark(group="single_image_inference")
 def test_single_image_inference_gpu(benchmark, paper_models, mode):
+    """uint8_crop_views_cuda_graph = lcnet_fast.Predictor's GPU path after the CPU resize: the
+    uint8 image normalised and cut by crop_views, then the captured forward on the views."""
     from lcnet_fast.cuda_graph import CudaGraphForward
+    from lcnet_fast.ops import crop_views
 
     model = paper_models["reference" if mode == "reference" else "fast"].eval()
     x = torch.randn(1, 3, 3 * 448, 3 * 448, device="cuda")
     if mode == "fast_cuda_graph":
         run = CudaGraphForward(model, batch_size=1, autocast_dtype=torch.bfloat16)
         step = lambda: run(x)  # noqa: E731
+    elif mode == "uint8_crop_views_cuda_graph":
+        pixels = torch.randint(0, 256, (1, 3 * 448, 3 * 448, 3), dtype=torch.uint8, device="cuda")
+        mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+        run = CudaGraphForward(
+            model, autocast_dtype=torch.bfloat16, input_shape=(1, 10, 3, 448, 448)
+        )
+        step = lambda: run(crop_views(pixels, 3, 448, mean, std))  # noqa: E731
     else:
 
         def step():

@@ -7,6 +7,9 @@ graph records the whole forward once for a fixed input shape and replays it with
     runner = CudaGraphForward(model.eval(), batch_size=1)   # model on a CUDA device
     logits = runner(images)           # images: (1, 3, k*M, k*M) on that device
 
+input_shape overrides the captured input's shape, e.g. (n, V, 3, M, M) for views already cut by
+lcnet_fast.ops.crop_views (what lcnet_fast.Predictor captures on a GPU).
+
 The input is copied into a static buffer, the graph replays, and a copy of the static output is
 returned (so the caller may keep it across replays). Shapes and dtype are fixed at capture; another
 shape is an error, not a silent re-capture.
@@ -24,6 +27,7 @@ class CudaGraphForward:
         dtype: torch.dtype = torch.float32,
         autocast_dtype: torch.dtype | None = None,
         warmup_iterations: int = 3,
+        input_shape: tuple[int, ...] | None = None,
     ):
         device = next(model.parameters()).device
         if device.type != "cuda":
@@ -32,9 +36,11 @@ class CudaGraphForward:
             )
         if model.training:
             raise RuntimeError("CUDA graph capture is for inference: call model.eval() first")
-        side = model.crop_level * model.image_size
+        if input_shape is None:
+            side = model.crop_level * model.image_size
+            input_shape = (batch_size, 3, side, side)
         self.model, self.autocast_dtype = model, autocast_dtype
-        self.static_input = torch.zeros(batch_size, 3, side, side, device=device, dtype=dtype)
+        self.static_input = torch.zeros(input_shape, device=device, dtype=dtype)
         # Warm up on a side stream: lazy initialisation (cuBLAS handles, Triton compilation,
         # allocator pools) must not happen during capture.
         stream = torch.cuda.Stream(device)

@@ -11,6 +11,12 @@ exactly as the run recorded in its checkpoint: resized (antialiased, aspect not 
 ``crop_level * image_size`` square, scaled to [0, 1] and normalised with the run's mean/std.
 ``predictor.probabilities(images)`` returns the ``(n, C)`` tensor instead.
 
+The hot path: the resized images travel to the device as uint8 (a quarter of float32's bytes)
+and ``lcnet_fast.ops.crop_views`` scales, normalises and cuts them into the Crop-Forwarding views
+in one pass (C++ on CPU, CUDA on GPU); the model takes the views directly. On a GPU the whole
+forward is also replayed from a CUDA graph (``cuda_graph="auto"``), captured once per batch size
+met (at most two in a run: ``batch_size`` and the last, smaller batch).
+
 ``lcnet_fast.LCNet.from_pretrained(path)`` (= :func:`load_model`) gives just the model, in eval
 mode, with ``model.classes`` and ``model.preprocess`` attached. ``python -m lcnet_fast.predict``
 is the command-line front end of :class:`Predictor`.
@@ -26,9 +32,11 @@ import numpy as np
 import torch
 
 from lcnet_fast.checkpoint import CheckpointError, load_checkpoint
+from lcnet_fast.cuda_graph import CudaGraphForward
 from lcnet_fast.engine.distributed import pick_device
 from lcnet_fast.engine.loop import autocast, resolve_precision
 from lcnet_fast.engine.model import model_from_checkpoint
+from lcnet_fast.ops.crop_views import crop_views
 
 __all__ = ["Predictor", "infer_model_config", "load_model", "preprocess_transform",
            "resize_transform", "save_pretrained", "to_uint8_chw"]
@@ -161,12 +169,23 @@ def to_uint8_chw(image: Any):
     )
 
 
+def resolve_cuda_graph(cuda_graph: bool | str, device: torch.device) -> bool:
+    """"auto" -> capture CUDA graphs on CUDA devices; True on another device is an error."""
+    if cuda_graph == "auto":
+        return device.type == "cuda"
+    if not isinstance(cuda_graph, bool):
+        raise ValueError(f'cuda_graph must be "auto", True or False, got {cuda_graph!r}')
+    if cuda_graph and device.type != "cuda":
+        raise ValueError(f"cuda_graph=True needs a CUDA device, the predictor is on {device}")
+    return cuda_graph
+
+
 class Predictor:
     """Images -> label probabilities with a trained LCNet and its recorded preprocessing."""
 
     def __init__(self, model: torch.nn.Module, classes: Sequence[str], preprocess: dict,
                  device: torch.device | str = "cpu", precision: str = "auto",
-                 batch_size: int = 16):
+                 batch_size: int = 16, cuda_graph: bool | str = "auto"):
         if len(classes) != model.num_classes:
             raise ValueError(f"{len(classes)} class names for a model with {model.num_classes} "
                              "classes")
@@ -176,21 +195,48 @@ class Predictor:
         self.preprocess = dict(preprocess)
         self.precision = resolve_precision(precision, self.device)
         self.batch_size = int(batch_size)
-        self.transform = preprocess_transform(self.preprocess)
+        self.cuda_graph = resolve_cuda_graph(cuda_graph, self.device)
+        self.resize = resize_transform(self.preprocess)
+        self._graphs: dict[int, CudaGraphForward] = {}
 
     @classmethod
     def from_pretrained(cls, path: str, device: str = "auto", weights: str | None = None,
-                        precision: str = "auto", batch_size: int = 16) -> Predictor:
+                        precision: str = "auto", batch_size: int = 16,
+                        cuda_graph: bool | str = "auto") -> Predictor:
         """A run directory (its best, else last checkpoint) or checkpoint file. device "auto" =
-        the GPU when there is one; precision "auto" = bf16 autocast on CUDA, fp32 elsewhere."""
+        the GPU when there is one; precision "auto" = bf16 autocast on CUDA, fp32 elsewhere;
+        cuda_graph "auto" = replay the forward from CUDA graphs on a GPU."""
         target = pick_device(device)
         model = load_model(path, target, weights)
-        return cls(model, model.classes, model.preprocess, target, precision, batch_size)
+        return cls(model, model.classes, model.preprocess, target, precision, batch_size,
+                   cuda_graph)
 
     def batch(self, images: Sequence[Any]) -> torch.Tensor:
-        """Preprocessed float32 (n, 3, S, S) batch of `images` (on the predictor's device)."""
-        return torch.stack([self.transform(to_uint8_chw(image)) for image in images]).to(
-            self.device)
+        """Preprocessed float32 views (n, V, 3, M, M) of `images`, on the predictor's device.
+
+        Each image is resized to uint8 on the CPU; the uint8 batch goes to the device and
+        lcnet_fast.ops.crop_views scales, normalises and cuts it in one pass. Equal, to float32
+        rounding, to split_views(preprocess_transform(image)) (the thumbnail view averages the
+        bytes exactly before normalising instead of averaging normalised floats)."""
+        pixels = torch.stack([self.resize(to_uint8_chw(image)).as_subclass(torch.Tensor)
+                              for image in images])  # (n, 3, S, S) uint8
+        pixels = pixels.to(self.device, non_blocking=True).permute(0, 2, 3, 1)  # HWC view
+        return crop_views(pixels, int(self.preprocess["crop_level"]),
+                          int(self.preprocess["image_size"]), self.preprocess["mean"],
+                          self.preprocess["std"])
+
+    def logits(self, views: torch.Tensor) -> torch.Tensor:
+        """The model's (n, C) logits for a batch from `batch`, from a CUDA graph when enabled."""
+        if not self.cuda_graph:
+            with torch.inference_mode(), autocast(self.device, self.precision):
+                return self.model(views)
+        runner = self._graphs.get(views.shape[0])
+        if runner is None:
+            runner = CudaGraphForward(
+                self.model, autocast_dtype=torch.bfloat16 if self.precision == "bf16" else None,
+                input_shape=tuple(views.shape))
+            self._graphs[views.shape[0]] = runner
+        return runner(views)
 
     def probabilities(self, images: Any) -> torch.Tensor:
         """(n, C) float32 probabilities on the CPU; `images` one image or a sequence of them."""
@@ -198,9 +244,8 @@ class Predictor:
         items = [images] if single else list(images)
         out = []
         for start in range(0, len(items), self.batch_size):
-            batch = self.batch(items[start:start + self.batch_size])
-            with torch.inference_mode(), autocast(self.device, self.precision):
-                out.append(torch.sigmoid(self.model(batch).float()).cpu())
+            views = self.batch(items[start:start + self.batch_size])
+            out.append(torch.sigmoid(self.logits(views).float()).cpu())
         if not out:
             return torch.empty(0, len(self.classes))
         return torch.cat(out)

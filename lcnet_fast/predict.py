@@ -36,6 +36,12 @@ def parse_args(argv):
     parser.add_argument(
         "--weights", choices=("ema", "model"), help="default: the run's reported weights"
     )
+    parser.add_argument(
+        "--cuda-graph",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="replay the forward from a CUDA graph (auto: on a GPU)",
+    )
     args = parser.parse_args(argv)
     if args.top_k < 0:
         parser.error("--top-k must be >= 0")
@@ -70,10 +76,17 @@ def predict(
     batch_size: int = 16,
     device: str = "auto",
     weights: str | None = None,
+    cuda_graph: str = "auto",
 ) -> list[dict]:
     """[{image, labels: [{label, probability}], top_k: [...]}] for every image
     (lcnet_fast.inference.Predictor does the work)."""
-    predictor = Predictor.from_pretrained(checkpoint_path, device, weights, batch_size=batch_size)
+    predictor = Predictor.from_pretrained(
+        checkpoint_path,
+        device,
+        weights,
+        batch_size=batch_size,
+        cuda_graph={"on": True, "off": False}.get(cuda_graph, cuda_graph),
+    )
     files = image_files(inputs)
     results = []
     for start in range(0, len(files), batch_size):
@@ -118,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         args.batch_size,
         args.device,
         args.weights,
+        args.cuda_graph,
     )
     if args.format == "json":
         print(json.dumps(results, indent=2))

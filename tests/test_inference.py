@@ -89,3 +89,67 @@ def test_inputs_threshold_top_k_and_batches(run_dir, photo):
         predictor(torch.zeros(3, 8, 8))
     with pytest.raises(TypeError, match="file path, a PIL image"):
         predictor(42)
+
+
+def test_predictor_batch_is_crop_views_of_the_eval_pipeline(run_dir, photo):
+    """The hot path (uint8 to the device, crop_views) gives the views the float pipeline gives,
+    to float32 rounding, and the model takes them directly."""
+    from lcnet_fast.data import load_image
+    from lcnet_fast.models.crop_forwarding import split_views
+
+    root, _ = run_dir
+    predictor = lcnet_fast.Predictor.from_pretrained(str(root), device="cpu")
+    views = predictor.batch([photo, photo])
+    assert views.shape == (2, 5, 3, 32, 32) and views.dtype == torch.float32
+    image = preprocess_transform(predictor.preprocess)(load_image(photo)).unsqueeze(0)
+    expected = split_views(image, 2)
+    torch.testing.assert_close(views[:1], expected, rtol=0, atol=1e-5)
+    assert torch.equal(views[0], views[1])
+    with torch.no_grad():
+        torch.testing.assert_close(predictor.model(views[:1]), predictor.model(image),
+                                   rtol=0, atol=1e-5)
+
+
+def test_model_takes_views_and_checks_them(run_dir):
+    from lcnet_fast.models.crop_forwarding import split_views
+
+    _, model = run_dir
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(model(split_views(images, 2)), model(images))
+    with pytest.raises(ValueError, match="views must be \\(B, V=5, 3, M, M\\) for crop level 2"):
+        model(torch.zeros(2, 4, 3, 32, 32))
+    with pytest.raises(ValueError, match="got shape \\(2, 5, 3, 32, 31\\)"):
+        model(torch.zeros(2, 5, 3, 32, 31))
+    with pytest.raises(TypeError, match="views must be a floating-point tensor"):
+        model(torch.zeros(2, 5, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_cuda_graph_option(run_dir):
+    from lcnet_fast.inference import resolve_cuda_graph
+
+    assert resolve_cuda_graph("auto", torch.device("cpu")) is False
+    assert resolve_cuda_graph("auto", torch.device("cuda", 0)) is True
+    assert resolve_cuda_graph(False, torch.device("cuda", 0)) is False
+    with pytest.raises(ValueError, match="cuda_graph=True needs a CUDA device, the predictor "
+                                         "is on cpu"):
+        lcnet_fast.Predictor.from_pretrained(str(run_dir[0]), device="cpu", cuda_graph=True)
+    with pytest.raises(ValueError, match='cuda_graph must be "auto", True or False'):
+        resolve_cuda_graph("yes", torch.device("cpu"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_predictor_equals_eager(run_dir, photo):
+    """5 images in batches of 2: graphs for batch sizes 2 and 1, replayed; same probabilities
+    as the eager forward (bf16 autocast on both sides)."""
+    root, _ = run_dir
+    images = [photo] * 5
+    eager = lcnet_fast.Predictor.from_pretrained(str(root), device="cuda", batch_size=2,
+                                                 cuda_graph=False)
+    graphed = lcnet_fast.Predictor.from_pretrained(str(root), device="cuda", batch_size=2)
+    assert graphed.cuda_graph
+    expected = eager.probabilities(images)
+    for _ in range(2):  # the second pass replays the captured graphs
+        torch.testing.assert_close(graphed.probabilities(images), expected, rtol=0, atol=2e-3)
+    assert sorted(graphed._graphs) == [1, 2]

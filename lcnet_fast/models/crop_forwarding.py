@@ -4,7 +4,8 @@
 1..k^2 = the M x M tiles in row-major order; at level 1 the single view is the image itself. The
 tiles are a reshape + permute of the input (one copy), so every view of every image can go through
 the backbone in one call. For decoded uint8 images, `lcnet_fast.ops.crop_views` does the same cut
-fused with normalisation in one pass.
+fused with normalisation in one pass; LCNet takes its (B, V, 3, M, M) output directly
+(`check_views`), which is how lcnet_fast.Predictor feeds it.
 """
 
 import torch
@@ -52,3 +53,17 @@ def split_views(images: torch.Tensor, level: int) -> torch.Tensor:
         .reshape(batch, level * level, channels, size, size)
     )
     return torch.cat([global_view, tiles], dim=1)
+
+
+def check_views(views: torch.Tensor, level: int) -> None:
+    """Validate already-cut views (B, V, 3, M, M), e.g. from lcnet_fast.ops.crop_views."""
+    if not views.is_floating_point():
+        raise TypeError(
+            f"views must be a floating-point tensor (normalised), got dtype {views.dtype}"
+        )
+    size = views.shape[-1]
+    if views.dim() != 5 or tuple(views.shape[1:]) != (num_views(level), 3, size, size):
+        raise ValueError(
+            f"views must be (B, V={num_views(level)}, 3, M, M) for crop level {level}, got "
+            f"shape {tuple(views.shape)}"
+        )

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from lcnet_fast.models.backbone import BackboneAdapter
-from lcnet_fast.models.crop_forwarding import num_views, split_views
+from lcnet_fast.models.crop_forwarding import check_views, num_views, split_views
 from lcnet_fast.models.head import PerClassLinear
 from lcnet_fast.models.label_graph import LabelGraph
 from lcnet_fast.models.llcd import LLCDLayer
@@ -77,8 +77,13 @@ class LCNet(nn.Module):
         return load_model(path, device, weights)
 
     def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, k*M, k*M) -> (B, V*h*w, d): backbone tokens + sine position + view embedding."""
-        views = split_views(images, self.crop_level)
+        """(B, 3, k*M, k*M) images or (B, V, 3, M, M) views -> (B, V*h*w, d): backbone tokens +
+        sine position + view embedding."""
+        if isinstance(images, torch.Tensor) and images.dim() == 5:
+            check_views(images, self.crop_level)
+            views = images
+        else:
+            views = split_views(images, self.crop_level)
         # None = every view of every image in one call: measured faster on CPU too (BENCHMARKS.md)
         tokens, height, width = self.backbone(views, self.max_views_per_call)
         position = position_table(height, width, tokens.shape[-1], tokens.device, tokens.dtype)
@@ -87,6 +92,10 @@ class LCNet(nn.Module):
 
     def forward(self, images: torch.Tensor, return_attention: bool = False):
         """(B, 3, k*M, k*M) normalised images -> (B, num_classes) logits.
+
+        Already-cut views (B, V, 3, M, M) are taken as well, e.g. lcnet_fast.ops.crop_views'
+        output (uint8 images normalised and cut in one pass); split_views(images) gives the
+        same logits as images.
 
         return_attention=True returns (logits, [per LLCD layer: MHA2's attention of the N label
         queries over the T = V*h*w image tokens, (B, H, N, T) per head]); tokens are ordered view

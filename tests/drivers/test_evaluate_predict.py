@@ -101,3 +101,10 @@ def test_predict_missing_image_names_it(tiny_run, tmp_path):
         predict_main(
             ["--checkpoint", str(tiny_run), str(tmp_path / "nothere.png"), "--device", "cpu"]
         )
+
+
+def test_predict_cuda_graph_on_without_a_gpu_says_so(tiny_run, tmp_path):
+    with pytest.raises(ValueError, match="cuda_graph=True needs a CUDA device"):
+        predict_main(
+            ["--checkpoint", str(tiny_run), str(tmp_path), "--device", "cpu", "--cuda-graph", "on"]
+        )
