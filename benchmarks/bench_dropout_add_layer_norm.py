@@ -1,7 +1,8 @@
 """dropout_add_layer_norm, forward + backward: plain PyTorch (F.dropout + add + F.layer_norm)
 against each fast backend.
 
-    pytest benchmarks/bench_dropout_add_layer_norm.py          # CPU: rows 800, D 128/768, fp32
+    pytest benchmarks/bench_dropout_add_layer_norm.py          # CPU: rows 800, D 128/768, fp32:
+                                                               # eager vs torch.compile vs cpp
     pytest benchmarks/bench_dropout_add_layer_norm.py -m gpu   # GPU: rows 56*1960, D 768, bf16:
                                                                # eager vs torch.compile vs triton
     python benchmarks/bench_dropout_add_layer_norm.py --rounds 60   # interleaved A/B, CPU
@@ -82,7 +83,7 @@ def _run(benchmark, provider, device, rows, d, dtype, rounds):
 
 @pytest.mark.benchmark(group=OP)
 @pytest.mark.parametrize("d", CPU_DIMS)
-@pytest.mark.parametrize("provider", ["torch", "cpp"])
+@pytest.mark.parametrize("provider", ["torch", "torch.compile", "cpp"])
 def test_dropout_add_layer_norm_cpu(benchmark, provider, d):
     _run(benchmark, provider, "cpu", CPU_ROWS, d, torch.float32, rounds=30)
 
