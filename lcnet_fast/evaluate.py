@@ -24,7 +24,7 @@ from lcnet_fast.config import (
     config_from_dict,
     parse_override_tokens,
 )
-from lcnet_fast.engine.data import EmptySplitError, build_split, make_loader
+from lcnet_fast.engine.data import DeviceViews, EmptySplitError, build_split, make_loader
 from lcnet_fast.engine.distributed import pick_device
 from lcnet_fast.engine.loop import resolve_precision, score_split
 from lcnet_fast.engine.model import model_from_checkpoint
@@ -126,7 +126,9 @@ def evaluate(args, overrides: dict) -> dict:
         pin_memory=device.type == "cuda",
     )
     precision = resolve_precision("auto", device)
-    _, scores, targets = score_split(model, loader, sampler.indices, device, precision)
+    _, scores, targets = score_split(
+        model, loader, sampler.indices, device, precision, DeviceViews(data, model_cfg)
+    )
     metrics = compute_metrics(scores, targets, threshold)
     return summary(
         metrics, checkpoint.classes, args.split, len(dataset), threshold, weights, checkpoint.path

@@ -49,7 +49,13 @@ from lcnet_fast.config import (
 )
 from lcnet_fast.data.base import ImageLoadError
 from lcnet_fast.engine import distributed, seeding
-from lcnet_fast.engine.data import EmptySplitError, Splits, build_splits, make_loader
+from lcnet_fast.engine.data import (
+    DeviceViews,
+    EmptySplitError,
+    Splits,
+    build_splits,
+    make_loader,
+)
 from lcnet_fast.engine.ema import ModelEMA
 from lcnet_fast.engine.loop import (
     NonFiniteLossError,
@@ -248,6 +254,7 @@ class Run:
             save_config(cfg, os.path.join(self.run_dir, "config.yaml"))
         distributed.barrier(self.dist)
         self.splits = build_splits(cfg.data, cfg.model, cfg.train.seed)
+        self.to_input = DeviceViews(cfg.data, cfg.model)  # uint8 batches -> views, on device
         if self.splits.train is None or self.splits.test is None:
             raise ConfigError("training needs a train and a test split")
         self.classes = self.splits.classes
@@ -312,6 +319,7 @@ class Run:
             accumulation_steps=cfg.optim.accumulation_steps,
             grad_clip=cfg.optim.grad_clip,
             loss_reduction=cfg.loss.reduction,
+            to_input=self.to_input,
         )
         self.sampler = EpochSampler(
             len(self.train_data), cfg.train.seed, True, self.dist.rank, self.dist.world_size
@@ -408,7 +416,7 @@ class Run:
             pin_memory=self.device.type == "cuda",
         )
         indices, scores, targets = score_split(
-            module, loader, sampler.indices, self.device, self.precision
+            module, loader, sampler.indices, self.device, self.precision, self.to_input
         )
         num_classes = len(self.classes)
         rows = np.concatenate(

@@ -39,6 +39,8 @@ AUGMENT_CHOICES = {"default": True, "flip": {"randaugment": False, "cutout": Fal
 
 
 def transforms_for(train: bool, data: DataConfig, model: ModelConfig):
+    """The split's transform. Its output is uint8 (3, S, S): DeviceViews turns each batch into
+    normalised views on the device (so loader workers move and convert a quarter of the bytes)."""
     from lcnet_fast.data.transforms import build_transforms
 
     if data.augment not in AUGMENT_CHOICES:
@@ -52,7 +54,31 @@ def transforms_for(train: bool, data: DataConfig, model: ModelConfig):
         augment=AUGMENT_CHOICES[data.augment],
         mean=tuple(data.mean),
         std=tuple(data.std),
+        output="uint8",
     )
+
+
+class DeviceViews:
+    """uint8 (B, 3, S, S) loader batches -> normalised float32 (B, V, 3, M, M) Crop-Forwarding
+    views on the batch's device, in one lcnet_fast.ops.crop_views pass (C++ on CPU, CUDA on GPU).
+
+    Equal, to float32 rounding, to build_transforms' float pipeline followed by the model's own
+    split (crop_views averages the thumbnail's bytes exactly, then normalises)."""
+
+    def __init__(self, data: DataConfig, model: ModelConfig):
+        self.level, self.size = int(model.crop_level), int(model.image_size)
+        self.mean, self.std = tuple(data.mean), tuple(data.std)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        from lcnet_fast.ops.crop_views import crop_views
+
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+            raise TypeError(
+                f"DeviceViews takes uint8 (B, 3, S, S) image batches (transforms_for's output), "
+                f"got dtype {images.dtype} shape {tuple(images.shape)}"
+            )
+        # (B, S, S, 3) strided view: crop_views reads any strides, no copy
+        return crop_views(images.permute(0, 2, 3, 1), self.level, self.size, self.mean, self.std)
 
 
 def build_split(

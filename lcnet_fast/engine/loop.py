@@ -72,6 +72,8 @@ class TrainParts:
     accumulation_steps: int
     grad_clip: float
     loss_reduction: str
+    # loader batch (already on the device) -> model input; e.g. engine.data.DeviceViews
+    to_input: Callable[[torch.Tensor], torch.Tensor] = lambda images: images
     extra: dict = field(default_factory=dict)
 
 
@@ -114,7 +116,7 @@ def train_epoch(
         group_size = min(accum, batches_per_epoch - group_start)
         last_of_group = batch_index - group_start == group_size - 1
         seeding.seed_step(parts.seed, position.epoch, batch_index, parts.dist.rank)
-        images = images.to(parts.device, non_blocking=True)
+        images = parts.to_input(images.to(parts.device, non_blocking=True))
         targets = targets.to(parts.device, non_blocking=True)
         sync = contextlib.nullcontext()
         if not last_of_group and hasattr(parts.model, "no_sync"):
@@ -169,15 +171,24 @@ def train_epoch(
 
 @torch.no_grad()
 def score_split(
-    module: nn.Module, loader, indices: list[int], device: torch.device, precision: str
+    module: nn.Module,
+    loader,
+    indices: list[int],
+    device: torch.device,
+    precision: str,
+    to_input: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(indices, sigmoid scores (n, C) float64, targets (n, C)) of one rank's shard."""
+    """(indices, sigmoid scores (n, C) float64, targets (n, C)) of one rank's shard.
+    to_input: loader batch (on the device) -> model input, as TrainParts.to_input."""
     was_training = module.training
     module.eval()
     scores, targets = [], []
     for images, labels in loader:
+        images = images.to(device, non_blocking=True)
+        if to_input is not None:
+            images = to_input(images)
         with autocast(device, precision):
-            logits = module(images.to(device, non_blocking=True))
+            logits = module(images)
         scores.append(torch.sigmoid(logits.float()).cpu().double().numpy())
         targets.append(labels.double().numpy())
     module.train(was_training)

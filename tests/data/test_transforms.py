@@ -50,6 +50,31 @@ def test_augmentation_switches():
     assert AugmentConfig.resolve(None) == AugmentConfig()
 
 
+def test_uint8_output_stops_before_the_float_steps():
+    img = _image()
+    u8 = build_transforms(False, 2, 24, output="uint8")(img)
+    assert u8.shape == (3, 48, 48) and u8.dtype == torch.uint8
+    floats = build_transforms(False, 2, 24)(img)  # ImageNet mean/std by default
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    torch.testing.assert_close((u8 / 255 - mean) / std, floats, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match='output must be "float" or "uint8"'):
+        build_transforms(False, 1, 8, output="half")
+
+
+def test_uint8_cutout_fills_the_rounded_grey():
+    """Same hole as the float pipeline (same draws), filled with round(0.5 * 255) = 128."""
+    cfg = {"hflip": 0.0, "randaugment": False, "cutout_p": 1.0}
+    img = _image(32, 32)
+    torch.manual_seed(5)
+    u8 = build_transforms(True, 1, 32, augment=cfg, output="uint8")(img)
+    torch.manual_seed(5)
+    floats = build_transforms(True, 1, 32, augment=cfg, mean=(0, 0, 0), std=(1, 1, 1))(img)
+    hole = floats == 0.5
+    assert hole.any() and (u8[hole] == 128).all()
+    torch.testing.assert_close(u8[~hole] / 255, floats[~hole], rtol=0, atol=1e-6)
+
+
 def test_cutout_fills_a_square():
     torch.manual_seed(0)
     out = Cutout(size=0.5, p=1.0, fill=-7.0)(torch.zeros(3, 20, 20))
