@@ -46,10 +46,10 @@ for name in ("triton", "timm"):
 PY
 } > "$summary" 2>&1
 
-stage build 120 "$out/build.log" python -m pip install --no-build-isolation --no-deps -e .
+stage build 100 "$out/build.log" python -m pip install --no-build-isolation --no-deps -e .
 python -c "import lcnet_fast; print(lcnet_fast.build_info())" >> "$summary" 2>&1
 
-stage gpu-tests 110 "$out/gpu_tests.log" python -m pytest -q -m gpu tests -p no:cacheprovider
+stage gpu-tests 140 "$out/gpu_tests.log" python -m pytest -q -m gpu tests -p no:cacheprovider
 tail -n 5 "$out/gpu_tests.log" >> "$summary"
 
 # Benchmarks, most decision-relevant first (the SDPA/split rules, then the targets).
@@ -65,7 +65,7 @@ done
 python benchmarks/gpu_summary.py "$out/bench.json" "$scratch"/*.json >> "$summary" 2>&1
 
 # The paper's Tables 9/10 grid (LLCD depth x crop level), fast vs reference, TResNet-L 448, bf16.
-stage cost-tables 60 "$out/cost.log" python -m lcnet_fast.experiments cost --device cuda \
+stage cost-tables 50 "$out/cost.log" python -m lcnet_fast.experiments cost --device cuda \
   --backbone tresnet_l --image-size 448 --num-classes 80 --d-model 768 --num-heads 8 \
   --dim-feedforward 2048 --batch-size 8 --rounds 3 --grid paper --no-plot --output "$scratch"
 cp "$scratch"/cost_cuda.md "$scratch"/cost_cuda.json "$out"/ 2>> "$out/cost.log"
