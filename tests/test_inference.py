@@ -138,6 +138,35 @@ def test_cuda_graph_option(run_dir):
         resolve_cuda_graph("yes", torch.device("cpu"))
 
 
+def test_graph_runners_one_per_batch_size_and_reused(run_dir, photo, monkeypatch):
+    """The predictor's graph bookkeeping, on CPU with a stand-in for CudaGraphForward (which
+    needs a GPU): one capture per batch size met, replayed for later batches of that size."""
+    import lcnet_fast.inference as inference
+
+    captured = []
+
+    class FakeGraph:
+        def __init__(self, model, autocast_dtype=None, input_shape=None):
+            captured.append(input_shape)
+            self.model, self.shape = model, input_shape
+
+        def __call__(self, views):
+            assert tuple(views.shape) == self.shape
+            with torch.no_grad():
+                return self.model(views)
+
+    monkeypatch.setattr(inference, "CudaGraphForward", FakeGraph)
+    root, _ = run_dir
+    eager = lcnet_fast.Predictor.from_pretrained(str(root), device="cpu", batch_size=2)
+    graphed = lcnet_fast.Predictor.from_pretrained(str(root), device="cpu", batch_size=2)
+    graphed.cuda_graph = True  # as on a GPU
+    images = [photo] * 5  # batches of 2, 2, 1
+    expected = eager.probabilities(images)
+    torch.testing.assert_close(graphed.probabilities(images), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(graphed.probabilities(images), expected, rtol=0, atol=1e-6)
+    assert captured == [(2, 5, 3, 32, 32), (1, 5, 3, 32, 32)]
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_graph_predictor_equals_eager(run_dir, photo):
