@@ -127,7 +127,7 @@ def evaluate(args, overrides: dict) -> dict:
     )
     precision = resolve_precision("auto", device)
     _, scores, targets = score_split(
-        model, loader, sampler.indices, device, precision, DeviceViews(data, model_cfg)
+        model, loader, sampler.indices, device, precision, DeviceViews.from_config(data, model_cfg)
     )
     metrics = compute_metrics(scores, targets, threshold)
     return summary(

@@ -33,10 +33,10 @@ import torch
 
 from lcnet_fast.checkpoint import CheckpointError, load_checkpoint
 from lcnet_fast.cuda_graph import CudaGraphForward
+from lcnet_fast.engine.data import DeviceViews
 from lcnet_fast.engine.distributed import pick_device
 from lcnet_fast.engine.loop import autocast, resolve_precision
 from lcnet_fast.engine.model import model_from_checkpoint
-from lcnet_fast.ops.crop_views import crop_views
 
 __all__ = ["Predictor", "infer_model_config", "load_model", "preprocess_transform",
            "resize_transform", "save_pretrained", "to_uint8_chw"]
@@ -197,6 +197,8 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.cuda_graph = resolve_cuda_graph(cuda_graph, self.device)
         self.resize = resize_transform(self.preprocess)
+        self.to_views = DeviceViews(self.preprocess["crop_level"], self.preprocess["image_size"],
+                                    self.preprocess["mean"], self.preprocess["std"])
         self._graphs: dict[int, CudaGraphForward] = {}
 
     @classmethod
@@ -220,10 +222,7 @@ class Predictor:
         bytes exactly before normalising instead of averaging normalised floats)."""
         pixels = torch.stack([self.resize(to_uint8_chw(image)).as_subclass(torch.Tensor)
                               for image in images])  # (n, 3, S, S) uint8
-        pixels = pixels.to(self.device, non_blocking=True).permute(0, 2, 3, 1)  # HWC view
-        return crop_views(pixels, int(self.preprocess["crop_level"]),
-                          int(self.preprocess["image_size"]), self.preprocess["mean"],
-                          self.preprocess["std"])
+        return self.to_views(pixels.to(self.device, non_blocking=True))
 
     def logits(self, views: torch.Tensor) -> torch.Tensor:
         """The model's (n, C) logits for a batch from `batch`, from a CUDA graph when enabled."""

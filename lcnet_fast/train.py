@@ -254,7 +254,8 @@ class Run:
             save_config(cfg, os.path.join(self.run_dir, "config.yaml"))
         distributed.barrier(self.dist)
         self.splits = build_splits(cfg.data, cfg.model, cfg.train.seed)
-        self.to_input = DeviceViews(cfg.data, cfg.model)  # uint8 batches -> views, on device
+        # the loaders yield uint8 batches: views are cut and normalised on the device
+        self.to_input = DeviceViews.from_config(cfg.data, cfg.model)
         if self.splits.train is None or self.splits.test is None:
             raise ConfigError("training needs a train and a test split")
         self.classes = self.splits.classes

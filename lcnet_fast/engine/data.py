@@ -65,9 +65,13 @@ class DeviceViews:
     Equal, to float32 rounding, to build_transforms' float pipeline followed by the model's own
     split (crop_views averages the thumbnail's bytes exactly, then normalises)."""
 
-    def __init__(self, data: DataConfig, model: ModelConfig):
-        self.level, self.size = int(model.crop_level), int(model.image_size)
-        self.mean, self.std = tuple(data.mean), tuple(data.std)
+    def __init__(self, crop_level: int, image_size: int, mean, std):
+        self.level, self.size = int(crop_level), int(image_size)
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    @classmethod
+    def from_config(cls, data: DataConfig, model: ModelConfig) -> DeviceViews:
+        return cls(model.crop_level, model.image_size, data.mean, data.std)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         from lcnet_fast.ops.crop_views import crop_views

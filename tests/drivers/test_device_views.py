@@ -16,7 +16,7 @@ def test_device_views_equal_the_float_pipeline_then_the_models_split():
     images = [torch.randint(0, 256, (3, 70, 50), dtype=torch.uint8, generator=g) for _ in range(2)]
     batch = torch.stack([transforms_for(False, data, model)(x) for x in images])
     assert batch.dtype == torch.uint8 and batch.shape == (2, 3, 60, 60)
-    views = DeviceViews(data, model)(batch)
+    views = DeviceViews.from_config(data, model)(batch)
     float_pipeline = build_transforms(False, 3, 20, mean=data.mean, std=data.std)
     expected = split_views(torch.stack([float_pipeline(x) for x in images]), 3)
     assert views.shape == expected.shape == (2, 10, 3, 20, 20)
@@ -24,7 +24,7 @@ def test_device_views_equal_the_float_pipeline_then_the_models_split():
 
 
 def test_device_views_names_a_wrong_batch():
-    to_views = DeviceViews(DataConfig(), ModelConfig())
+    to_views = DeviceViews.from_config(DataConfig(), ModelConfig())
     with pytest.raises(TypeError, match="uint8 \\(B, 3, S, S\\) image batches .* got dtype "
                                         "torch.float32 shape \\(2, 3, 128, 128\\)"):
         to_views(torch.zeros(2, 3, 128, 128))
