@@ -49,7 +49,9 @@ SPLIT_KV_MIN_PROGRAMS = 256
 SPLIT_KV_MIN_KEYS_PER_SPLIT = 256
 #: Upper bound on splits (bounds the fp32 partial buffers: B*H*splits*Nq*(Dh+1) floats).
 SPLIT_KV_MAX_SPLITS = 32
-#: Query rows per program of the forward kernel on GPU (the rule needs it; the launcher agrees).
+#: Query rows per program of the forward kernel on GPU (the rule counts programs with it; the
+#: launcher uses it too, except fp32 with Dh > 64, which takes 32-row blocks to avoid register
+#: spills: the rule then sees half the programs there are and splits a little less).
 FWD_BLOCK_M_GPU = 64
 
 

@@ -1,5 +1,7 @@
 """Compile every Triton kernel ahead of time for an H200 (sm_90), at the launch configurations its
-launcher picks on a GPU; print one JSON line per case: {"case", "shared", "error"}.
+launcher picks on a GPU; print one JSON line per case: {"case", "shared", "regs", "stack",
+"error"} (shared memory bytes per block; registers and stack (spill) bytes per thread, read by
+the cuobjdump that ships with Triton's NVIDIA backend).
 
     python tests/ops/sm90_compile.py        # needs triton, no GPU, no driver
 
@@ -9,9 +11,13 @@ script clears TRITON_INTERPRET before importing them. Launch configurations come
 launchers' own functions (_fwd_config, _bwd_config, _blocks, _num_warps, ...), so a change there
 is compiled too.
 """
+import glob
 import json
 import os
+import re
+import subprocess
 import sys
+import tempfile
 import traceback
 
 os.environ.pop("TRITON_INTERPRET", None)
@@ -32,10 +38,28 @@ LAYER_NORM_DIMS = (768, 4096)
 CROP_VIEWS_OUT = ("*fp32", "*bf16")
 
 
+def resource_usage(cubin: bytes) -> tuple[int, int]:
+    """(registers, stack bytes) per thread of the one kernel in `cubin`."""
+    tools = glob.glob(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia",
+                                   "bin", "cuobjdump"))
+    if not tools:
+        raise FileNotFoundError("cuobjdump not found in triton/backends/nvidia/bin")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "kernel.cubin")
+        with open(path, "wb") as f:
+            f.write(cubin)
+        report = subprocess.run([tools[0], "--dump-resource-usage", path], check=True,
+                                capture_output=True, text=True).stdout
+    found = re.search(r"REG:(\d+) STACK:(\d+)", report)
+    if found is None:
+        raise RuntimeError(f"no REG/STACK in cuobjdump's report: {report[-500:]}")
+    return int(found.group(1)), int(found.group(2))
+
+
 def compile_sm90(kernel, pointers: dict, floats: tuple, constexprs: dict, num_warps: int,
-                 num_stages: int = 1) -> int:
+                 num_stages: int = 1) -> dict:
     """triton.compile for sm_90 (PTX, then the bundled ptxas to a cubin); pointer args typed
-    by `pointers`, `floats` fp32, other runtime args i32. Returns shared memory bytes/block."""
+    by `pointers`, `floats` fp32, other runtime args i32. Returns {shared, regs, stack}."""
     signature = {}
     for name in kernel.arg_names:
         if name in constexprs:
@@ -53,7 +77,8 @@ def compile_sm90(kernel, pointers: dict, floats: tuple, constexprs: dict, num_wa
     compiled = triton.compile(source, target=target, options=options.__dict__)
     if "cubin" not in compiled.asm:
         raise RuntimeError(f"{kernel.__name__}: no cubin (ptxas did not run)")
-    return int(compiled.metadata.shared)
+    regs, stack = resource_usage(compiled.asm["cubin"])
+    return {"shared": int(compiled.metadata.shared), "regs": regs, "stack": stack}
 
 
 def attention_case(dtype, dh, dropout) -> list[tuple[str, callable]]:
@@ -130,9 +155,10 @@ def cases() -> list[tuple[str, callable]]:
 def main() -> int:
     for case, build in cases():
         try:
-            result = {"case": case, "shared": build(), "error": None}
+            result = {"case": case, **build(), "error": None}
         except Exception:  # reported to the test, which fails and prints it
-            result = {"case": case, "shared": None, "error": traceback.format_exc(limit=6)}
+            result = {"case": case, "shared": None, "regs": None, "stack": None,
+                      "error": traceback.format_exc(limit=6)}
         print(json.dumps(result), flush=True)
     return 0
 

@@ -383,7 +383,7 @@ def test_triton_dropout_needs_a_seed():
 
 
 GPU_CONFIG_CASES = [  # (B, H, Nq, Nk, Dh), dtype, num_kv_splits, dropout_p
-    ((1, 2, 70, 200, 96), torch.float32, 1, 0.0),  # BLOCK_D 128: fp32 takes BLOCK_N 32
+    ((1, 2, 70, 200, 96), torch.float32, 1, 0.0),  # BLOCK_D 128: fp32 takes 32 x 16 blocks
     ((1, 2, 70, 200, 96), torch.float16, 3, 0.0),
     ((2, 1, 5, 130, 24), torch.float32, 2, 0.2),
     ((1, 1, 33, 65, 256), torch.float32, 1, 0.0),  # the widest head: BLOCK_N 16
@@ -398,15 +398,15 @@ GPU_CONFIG_CASES = [  # (B, H, Nq, Nk, Dh), dtype, num_kv_splits, dropout_p
                               for c in GPU_CONFIG_CASES])
 def test_triton_interpreter_with_gpu_block_configs(use_backend, monkeypatch, shape, dtype,
                                                    splits, p):
-    """The block sizes the GPU launches use (64-row query blocks, BLOCK_N 16..64, backward
-    OWN/STEP pairs), run in the interpreter: masking and split layouts at the real tile sizes
-    are checked here on every CI run, not only on a GPU machine."""
+    """The block sizes the GPU launches use (32- and 64-row query blocks, BLOCK_N 16..64,
+    backward OWN/STEP pairs), run in the interpreter: masking and split layouts at the real
+    tile sizes are checked here on every CI run, not only on a GPU machine."""
     import lcnet_fast.ops.triton.cross_attention as kernels
 
     fwd, bwd = kernels._fwd_config, kernels._bwd_config
     monkeypatch.setattr(kernels, "_fwd_config", lambda bd, dt, _device: fwd(bd, dt, "cuda"))
     monkeypatch.setattr(kernels, "_bwd_config", lambda bd, dt, _device: bwd(bd, dt, "cuda"))
-    assert kernels._fwd_config(128, torch.float32, "cpu")["BLOCK_M"] == 64
+    assert kernels._fwd_config(128, torch.float16, "cpu")["BLOCK_M"] == 64  # patched: GPU sizes
     use_backend("triton")
     q, k, v, do = make_qkv(*shape, dtype=dtype, seed=sum(shape))
     check_parity(q, k, v, do, num_kv_splits=splits, dropout_p=p, seed=seed_tensor(3))

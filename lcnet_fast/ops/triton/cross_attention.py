@@ -344,20 +344,29 @@ def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"  # 16-bit dtypes ignore the setting
 
 
+# GPU launch configurations: chosen so that no kernel spills registers on sm_90 (H200), read
+# from ptxas (`cuobjdump --dump-resource-usage` of each kernel compiled by
+# tests/ops/sm90_compile.py, triton 3.8, dropout on and off), not yet tuned by timing on a GPU.
+# The earlier configurations spilled where it hurts most: the 16-bit forward at Dh 65-128 (the
+# LLCD's Dh = 96) kept 248-608 bytes per thread on the stack with 4 warps, none with 8, and the
+# fp32 forward (IEEE dots are FMA loops, no tensor cores) kept up to 9 KB per thread.
+
 def _fwd_config(block_d: int, dtype: torch.dtype, device_type: str) -> dict:
     """BLOCK_M, BLOCK_N, num_warps, num_stages of the forward (and combine) kernels."""
     if device_type == "cpu":  # interpreter: small blocks, exercised by small test shapes
         return dict(BLOCK_M=16, BLOCK_N=16, num_warps=1, num_stages=1)
     from lcnet_fast.ops.cross_attention import FWD_BLOCK_M_GPU
 
-    wide = dtype == torch.float32
+    if dtype == torch.float32:
+        if block_d <= 64:
+            return dict(BLOCK_M=FWD_BLOCK_M_GPU, BLOCK_N=32, num_warps=8, num_stages=2)
+        # no 64-row configuration avoids spilling at Dh > 64 in fp32; 32 rows do
+        return dict(BLOCK_M=32, BLOCK_N=16, num_warps=8, num_stages=1)
     if block_d <= 64:
         return dict(BLOCK_M=FWD_BLOCK_M_GPU, BLOCK_N=64, num_warps=4, num_stages=3)
     if block_d <= 128:
-        return dict(BLOCK_M=FWD_BLOCK_M_GPU, BLOCK_N=32 if wide else 64, num_warps=4,
-                    num_stages=2)
-    return dict(BLOCK_M=FWD_BLOCK_M_GPU, BLOCK_N=16 if wide else 32, num_warps=8,
-                num_stages=1)
+        return dict(BLOCK_M=FWD_BLOCK_M_GPU, BLOCK_N=64, num_warps=8, num_stages=2)
+    return dict(BLOCK_M=FWD_BLOCK_M_GPU, BLOCK_N=16, num_warps=8, num_stages=1)
 
 
 def _bwd_config(block_d: int, dtype: torch.dtype, device_type: str) -> dict:
@@ -368,7 +377,7 @@ def _bwd_config(block_d: int, dtype: torch.dtype, device_type: str) -> dict:
         return dict(OWN=16, STEP=16, num_warps=1, num_stages=1)
     wide = dtype == torch.float32
     if block_d <= 64:
-        return dict(OWN=64, STEP=32, num_warps=4, num_stages=2)
+        return dict(OWN=64, STEP=32, num_warps=8 if wide else 4, num_stages=2)
     if block_d <= 128:
         return dict(OWN=64 if not wide else 32, STEP=32 if not wide else 16, num_warps=8,
                     num_stages=1)
