@@ -72,8 +72,8 @@ class TrainParts:
     accumulation_steps: int
     grad_clip: float
     loss_reduction: str
-    # loader batch (already on the device) -> model input; e.g. engine.data.DeviceViews
-    to_input: Callable[[torch.Tensor], torch.Tensor] = lambda images: images
+    # loader batch (already on the device) -> model input: engine.data.DeviceViews
+    to_input: Callable[[torch.Tensor], torch.Tensor]
     extra: dict = field(default_factory=dict)
 
 
@@ -176,7 +176,7 @@ def score_split(
     indices: list[int],
     device: torch.device,
     precision: str,
-    to_input: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    to_input: Callable[[torch.Tensor], torch.Tensor],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(indices, sigmoid scores (n, C) float64, targets (n, C)) of one rank's shard.
     to_input: loader batch (on the device) -> model input, as TrainParts.to_input."""
@@ -184,11 +184,9 @@ def score_split(
     module.eval()
     scores, targets = [], []
     for images, labels in loader:
-        images = images.to(device, non_blocking=True)
-        if to_input is not None:
-            images = to_input(images)
+        views = to_input(images.to(device, non_blocking=True))
         with autocast(device, precision):
-            logits = module(images)
+            logits = module(views)
         scores.append(torch.sigmoid(logits.float()).cpu().double().numpy())
         targets.append(labels.double().numpy())
     module.train(was_training)
