@@ -13,6 +13,7 @@ Backends (lcnet_fast.ops._backend): "cpp" (csrc/cpu/crop_views.cpp) and "cuda"
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -84,6 +85,17 @@ def _as_stats(name: str, value: Stats, device: torch.device) -> torch.Tensor:
                          f"{len(vals)}: {vals}")
     if name == "std" and any(v == 0 for v in vals):
         raise ValueError(f"crop_views: std must be non-zero, got {vals}")
+    if torch.compiler.is_compiling():
+        return torch.tensor(vals, dtype=torch.float32, device=device)
+    return _stats_tensor(tuple(vals), device)
+
+
+@functools.lru_cache(maxsize=64)
+def _stats_tensor(vals: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """Float stats as a (3,) float32 tensor on `device`, built once per (values, device).
+    Why cached: on a GPU a fresh torch.tensor is a host-to-device copy on every call (two per
+    batch for DeviceViews), and one made during CUDA-graph capture would fail. Never mutated:
+    every backend only reads it."""
     return torch.tensor(vals, dtype=torch.float32, device=device)
 
 

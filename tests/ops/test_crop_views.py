@@ -126,6 +126,22 @@ def test_tensor_stats_and_empty_batch(use_backend, backend):
     assert empty.shape == (0, 5, 3, 5, 5)
 
 
+def test_float_stats_become_one_cached_tensor_per_device():
+    """Float mean/std are turned into a device tensor once, not on every call (a host-to-device
+    copy per call on a GPU, and illegal inside CUDA-graph capture); values stay per call."""
+    from lcnet_fast.ops.crop_views import _as_stats
+
+    first = _as_stats("std", STD, torch.device("cpu"))
+    assert _as_stats("std", list(STD), torch.device("cpu")) is first
+    other = _as_stats("std", (0.5, 0.5, 0.5), torch.device("cpu"))
+    assert other is not first and other.tolist() == [0.5, 0.5, 0.5]
+    images = make_images(1, 2, 5)
+    a = crop_views(images, 2, 5, MEAN, STD)
+    b = crop_views(images, 2, 5, MEAN, (0.5, 0.5, 0.5))
+    assert not torch.equal(a, b)
+    assert torch.equal(a, crop_views(images, 2, 5, MEAN, STD))
+
+
 def test_values_by_hand():
     """Level 2, size 1: a 2x2 image; view 0 its mean, views 1..4 its pixels."""
     img = torch.tensor([[[[0, 10, 20], [255, 30, 40]], [[50, 60, 70], [80, 90, 100]]]],
