@@ -11,12 +11,20 @@
 # Budget: the stage limits add up to 500 s (8.3 min) in the worst case; a normal run is
 # shorter. Every stage has its own timeout and each benchmark file is its own pytest run, so a
 # hang or crash costs only that stage's figures.
+# Triton compiles every kernel variant (dtype, head dim, block sizes, dropout, split) on first
+# use, single-threaded, ~0.5-1 s each: the GPU tests meet ~150 variants, more than their stage's
+# time if compiled one after another. So the tests run under pytest-xdist (8 processes, one GPU;
+# serial where xdist is missing), and a warm-up stage runs each small benchmark once, in
+# parallel, so that the timed stages find their kernels in Triton's on-disk cache.
 # Stages run in order of value: parity first, then the numbers that set the dispatch rules.
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUT_DIR}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/.."
+# The source tree on the path too: if the build stage fails, the Triton kernels (pure Python)
+# and lcnet_reference still import, and their tests and benchmarks still run.
+export PYTHONPATH="$PWD:$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 LCNET_FAST_FORCE_CUDA=1
 unset TRITON_INTERPRET LCNET_FAST_BACKEND
 scratch=$(mktemp -d)
@@ -49,8 +57,18 @@ PY
 stage build 100 "$out/build.log" python -m pip install --no-build-isolation --no-deps -e .
 python -c "import lcnet_fast; print(lcnet_fast.build_info())" >> "$summary" 2>&1
 
-stage gpu-tests 140 "$out/gpu_tests.log" python -m pytest -q -m gpu tests -p no:cacheprovider
+parallel=()
+python -c "import xdist" 2>/dev/null && parallel=(-n 8)
+echo "pytest parallel: ${parallel[*]:-none (no pytest-xdist)}" >> "$summary"
+stage gpu-tests 100 "$out/gpu_tests.log" python -m pytest -q "${parallel[@]}" -m gpu tests \
+  -p no:cacheprovider
 tail -n 5 "$out/gpu_tests.log" >> "$summary"
+
+# Compile (not time) the small benchmarks' kernels: each benchmark runs once, in parallel.
+echo "=== warm-up: each benchmark once, untimed ===" >> "$out/bench.log"
+stage bench-warmup 40 "$out/bench.log" python -m pytest -q "${parallel[@]}" \
+  benchmarks/bench_cross_attention.py benchmarks/bench_crop_views.py \
+  benchmarks/bench_dropout_add_layer_norm.py -p no:cacheprovider --benchmark-disable
 
 # Benchmarks, most decision-relevant first (the SDPA/split rules, then the targets).
 # No -m gpu here: bench_lcnet's train-step and LLCD-stack benchmarks run on whatever device
