@@ -17,8 +17,9 @@
 //
 // The hot loops are plain C++ that the compiler auto-vectorises. They are compiled
 // three times: for the x86-64 baseline (SSE2), AVX2 and AVX-512 (GCC/Clang target
-// attributes), and the best one the CPU supports is picked at run time (select_isa),
-// so the wheel still runs on any x86-64 machine; other architectures get one build.
+// attributes), and the best one the CPU supports is picked at run time (select_isa,
+// cpu_isa.h), so the wheel still runs on any x86-64 machine; other architectures get
+// one build.
 //
 // Inputs with any strides work: a row whose pixels are not packed RGB (x stride 3,
 // channel stride 1) is first copied into a packed scratch row.
@@ -30,31 +31,12 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <type_traits>
 #include <vector>
 
 #include "../crop_views_checks.h"
 #include "../crop_views_out.h"
-
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-#define LCNET_CV_X86_CLONES 1
-#define LCNET_CV_TARGET_AVX2 __attribute__((target("avx2")))
-// the AVX-512 subset PyTorch's own avx512 CPU capability requires
-#define LCNET_CV_TARGET_AVX512 \
-  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
-#else
-#define LCNET_CV_X86_CLONES 0
-#endif
-
-#if defined(__GNUC__) || defined(__clang__)
-// Every helper called from the per-ISA entry points must be inlined into them:
-// a helper compiled on its own gets the baseline instruction set.
-#define LCNET_CV_INLINE inline __attribute__((always_inline))
-#else
-#define LCNET_CV_INLINE inline
-#endif
+#include "cpu_isa.h"
 
 namespace lcnet_fast {
 namespace {
@@ -85,15 +67,15 @@ struct CropViewsJob {
 // Computed: (num / denom - mean[c]) / std[c] in fp32, rounded once to T. For a
 // byte (denom 255) these are the reference's IEEE operations in its order, hence
 // bit-identical to it in fp32. There is no multiply, so FMA contraction (GCC's
-// default -ffp-contract=fast; the AVX-512 build has FMA) cannot change the value;
-// torch's software float->half rounding multiplies only by powers of two (exact),
-// so contracting those changes nothing either. tests/ops/test_crop_views.py checks
+// default -ffp-contract=fast; the AVX2 and AVX-512 builds have FMA) cannot change
+// the value; torch's software float->half rounding multiplies only by powers of two
+// (exact), so contracting those changes nothing either. tests/ops/test_crop_views.py checks
 // every build's fp16/bf16 output against torch's rounding of its fp32 output.
 template <typename T>
 struct ComputedValues {
   float denom;
   float mean[3], std_[3];
-  LCNET_CV_INLINE T operator()(int c, float num) const {
+  LCNET_ALWAYS_INLINE T operator()(int c, float num) const {
     return static_cast<T>((num / denom - mean[c]) / std_[c]);
   }
 };
@@ -106,7 +88,7 @@ struct ComputedValues {
 template <typename T>
 struct TableValues {
   const T* table;
-  LCNET_CV_INLINE T operator()(int c, uint8_t num) const {
+  LCNET_ALWAYS_INLINE T operator()(int c, uint8_t num) const {
     return table[c * 256 + num];
   }
 };
@@ -119,7 +101,7 @@ constexpr bool kTileTable = std::is_same_v<T, torch::headeronly::Half>;
 // Each chunk is split into channel arrays first so that every value loop is
 // unit-stride on both sides and vectorises.
 template <typename T, typename N, typename Values>
-LCNET_CV_INLINE void store_planar_chunk(
+LCNET_ALWAYS_INLINE void store_planar_chunk(
     const N* __restrict num,
     int64_t n,
     const Values value, // by value: a local copy the stores cannot alias
@@ -144,7 +126,7 @@ LCNET_CV_INLINE void store_planar_chunk(
 }
 
 template <typename T, typename N, typename Values>
-LCNET_CV_INLINE void store_planar(
+LCNET_ALWAYS_INLINE void store_planar(
     const N* num,
     int64_t n,
     const Values& value,
@@ -164,7 +146,7 @@ LCNET_CV_INLINE void store_planar(
 // Writes n pixels of one channels-last output row: d[3x + c] = value(c, num[3x + c]).
 // Input and output are both interleaved, so no split is needed.
 template <typename T, typename N, typename Values>
-LCNET_CV_INLINE void store_interleaved(
+LCNET_ALWAYS_INLINE void store_interleaved(
     const N* __restrict num,
     int64_t n,
     const Values value,
@@ -178,7 +160,7 @@ LCNET_CV_INLINE void store_interleaved(
 
 // Writes n interleaved numerators as row `y` of view `v` of image `b`.
 template <typename T, typename N, typename Values>
-LCNET_CV_INLINE void store_row(
+LCNET_ALWAYS_INLINE void store_row(
     const CropViewsJob<T>& job,
     const N* num,
     int64_t n,
@@ -195,14 +177,14 @@ LCNET_CV_INLINE void store_row(
 }
 
 template <typename T>
-LCNET_CV_INLINE ComputedValues<T> computed_values(const CropViewsJob<T>& job, float denom) {
+LCNET_ALWAYS_INLINE ComputedValues<T> computed_values(const CropViewsJob<T>& job, float denom) {
   return {denom, {job.mean[0], job.mean[1], job.mean[2]},
           {job.std_[0], job.std_[1], job.std_[2]}};
 }
 
 // Values for tile pixels (denom 255).
 template <typename T>
-LCNET_CV_INLINE auto tile_values(const CropViewsJob<T>& job) {
+LCNET_ALWAYS_INLINE auto tile_values(const CropViewsJob<T>& job) {
   if constexpr (kTileTable<T>) {
     return TableValues<T>{job.table};
   } else {
@@ -213,7 +195,7 @@ LCNET_CV_INLINE auto tile_values(const CropViewsJob<T>& job) {
 // Image row y of image b as packed RGB (W, 3): the input itself when its pixels
 // are packed, else a copy into `packed` (3 W bytes).
 template <typename T>
-LCNET_CV_INLINE const uint8_t* packed_row(
+LCNET_ALWAYS_INLINE const uint8_t* packed_row(
     const CropViewsJob<T>& job,
     int64_t b,
     int64_t y,
@@ -232,7 +214,7 @@ LCNET_CV_INLINE const uint8_t* packed_row(
 }
 
 // colsum[i] (+)= row[i] for the n = 3 W interleaved bytes of one image row.
-LCNET_CV_INLINE void accumulate_columns(
+LCNET_ALWAYS_INLINE void accumulate_columns(
     const uint8_t* __restrict row,
     int64_t n,
     int32_t* __restrict colsum,
@@ -250,7 +232,7 @@ LCNET_CV_INLINE void accumulate_columns(
 
 // blocksum (S, 3) = sums of `level` neighbouring pixels of colsum (W, 3): the exact
 // integer sum of each level x level thumbnail block.
-LCNET_CV_INLINE void block_sums(
+LCNET_ALWAYS_INLINE void block_sums(
     const int32_t* __restrict colsum,
     int64_t level,
     int64_t size,
@@ -282,7 +264,7 @@ struct CropViewsScratch {
 
 // Work item: thumbnail row t of image b and the `level` image rows it covers.
 template <typename T>
-LCNET_CV_INLINE void crop_views_item(
+LCNET_ALWAYS_INLINE void crop_views_item(
     const CropViewsJob<T>& job,
     int64_t b,
     int64_t t,
@@ -311,7 +293,7 @@ LCNET_CV_INLINE void crop_views_item(
 }
 
 template <typename T>
-LCNET_CV_INLINE void crop_views_items(
+LCNET_ALWAYS_INLINE void crop_views_items(
     const CropViewsJob<T>& job,
     int64_t begin,
     int64_t end,
@@ -328,45 +310,19 @@ void crop_views_items_baseline(
   crop_views_items<T>(job, begin, end, s);
 }
 
-#if LCNET_CV_X86_CLONES
+#if LCNET_X86_ISA_BUILDS
 template <typename T>
-LCNET_CV_TARGET_AVX2 void crop_views_items_avx2(
+LCNET_TARGET_AVX2 void crop_views_items_avx2(
     const CropViewsJob<T>& job, int64_t begin, int64_t end, CropViewsScratch& s) {
   crop_views_items<T>(job, begin, end, s);
 }
 
 template <typename T>
-LCNET_CV_TARGET_AVX512 void crop_views_items_avx512(
+LCNET_TARGET_AVX512 void crop_views_items_avx512(
     const CropViewsJob<T>& job, int64_t begin, int64_t end, CropViewsScratch& s) {
   crop_views_items<T>(job, begin, end, s);
 }
 #endif
-
-enum class Isa { kBaseline, kAvx2, kAvx512 };
-
-// The best build this CPU can run, capped by ATEN_CPU_CAPABILITY ("default",
-// "avx2"), PyTorch's own switch for its CPU kernels, so that the slower builds can
-// be tested and timed on a machine that has AVX-512. Read on every call (a getenv)
-// so tests can change it.
-Isa select_isa() {
-#if LCNET_CV_X86_CLONES
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2");
-  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512dq");
-  Isa isa = avx512 ? Isa::kAvx512 : avx2 ? Isa::kAvx2 : Isa::kBaseline;
-  const char* cap = std::getenv("ATEN_CPU_CAPABILITY");
-  if (cap != nullptr && std::strcmp(cap, "default") == 0) {
-    isa = Isa::kBaseline;
-  } else if (cap != nullptr && std::strcmp(cap, "avx2") == 0 && isa == Isa::kAvx512) {
-    isa = Isa::kAvx2;
-  }
-  return isa;
-#else
-  return Isa::kBaseline;
-#endif
-}
 
 template <typename T>
 void run_crop_views(const CropViewsJob<T>& job, int64_t batch) {
@@ -378,7 +334,7 @@ void run_crop_views(const CropViewsJob<T>& job, int64_t batch) {
   torch::stable::parallel_for(0, items, grain, [&](int64_t begin, int64_t end) {
     CropViewsScratch scratch(W, S);
     switch (isa) {
-#if LCNET_CV_X86_CLONES
+#if LCNET_X86_ISA_BUILDS
       case Isa::kAvx512:
         crop_views_items_avx512<T>(job, begin, end, scratch);
         break;

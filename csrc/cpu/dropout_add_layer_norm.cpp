@@ -18,8 +18,17 @@
 // its rows into its own fp32 partial row, and a final pass adds the partials in block
 // order. Inputs are fp32, fp16 or bf16 (weight/bias: the input dtype or fp32); all
 // arithmetic is fp32 (fp16/bf16 rows are converted into fp32 scratch). Rows run on torch's
-// intra-op pool (torch::stable::parallel_for); the row kernels are compiled for AVX2+FMA
-// and baseline x86-64 and chosen at load time (GCC target_clones).
+// intra-op pool (torch::stable::parallel_for).
+// Instruction sets: the row loops (forward_rows, backward_blocks, with the row kernels and
+// the fp16/bf16 conversions inlined into them) are compiled for baseline x86-64 (SSE2),
+// AVX2+FMA and AVX-512, and each op call runs the best build the CPU has, chosen once per
+// call by select_isa (cpu_isa.h, shared with crop_views) and capped by ATEN_CPU_CAPABILITY
+// (default / avx2), so the tests run every build on one machine. The builds differ only in
+// rounding: the FMA builds contract a*b+c into one rounding (GCC's -ffp-contract=fast), the
+// baseline has no FMA; summation order (kLanes accumulators, pairwise tree, fixed blocks) is
+// the same in every build. The AVX-512 build earns its place: rows 800, one thread, kernel
+// alone, fwd / bwd: fp32 D 128 35 / 38 us vs AVX2 42 / 44 (baseline 54 / 69); fp32 D 768
+// 146 / 246-264 vs 163-165 / 245-270; bf16 D 768 187 / 229-283 vs 238 / 349-376.
 #include <torch/csrc/stable/library.h>
 #include <torch/csrc/stable/ops.h>
 #include <torch/csrc/stable/tensor.h>
@@ -34,6 +43,8 @@
 #include <tuple>
 #include <type_traits>
 #include <vector>
+
+#include "cpu_isa.h"
 
 namespace lcnet_fast {
 namespace {
@@ -156,21 +167,15 @@ std::vector<float> to_float_vec(const Tensor& t) {
 }
 
 // The row kernels below work on fp32 arrays only; fp16/bf16 rows are converted to fp32
-// scratch first (the row stays in L1). On x86-64 GCC they are compiled twice (AVX2+FMA and
-// baseline SSE2) and picked at load time, so one wheel runs everywhere and vectorises wide
-// where it can; reductions use kLanes independent accumulators, which the compiler can
-// vectorise without -ffast-math.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && \
-    defined(__linux__)
-#define LCNET_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define LCNET_MULTIVERSION
-#endif
+// scratch first (the row stays in L1). They are always inlined into the per-ISA row loops
+// (forward_rows_*, backward_blocks_*), which compile them once per instruction set;
+// reductions use kLanes independent accumulators, which the compiler can vectorise
+// without -ffast-math.
 
 // The sum of kLanes partial sums, added as a pairwise tree: log2(kLanes) dependent (vector)
 // adds. Adding them one by one was a kLanes-long chain of dependent scalar adds per
 // reduction, four per row: replacing it took 10-15 % off both kernels at D = 128.
-inline float sum_lanes(float* acc) {
+LCNET_ALWAYS_INLINE float sum_lanes(float* acc) {
   static_assert(kLanes == 16, "sum_lanes is written for 16 lanes");
   for (int l = 0; l < 8; ++l) acc[l] += acc[l + 8];
   for (int l = 0; l < 4; ++l) acc[l] += acc[l + 4];
@@ -178,8 +183,7 @@ inline float sum_lanes(float* acc) {
 }
 
 // h = x * keep * scale + r  (keep == nullptr: h = x + r); h may not alias x or r
-LCNET_MULTIVERSION
-void build_h_row(
+LCNET_ALWAYS_INLINE void build_h_row(
     const float* __restrict__ x, const float* __restrict__ r, const uint8_t* __restrict__ keep,
     float scale, float* __restrict__ h, int64_t d) {
   if (keep != nullptr) {
@@ -190,8 +194,7 @@ void build_h_row(
 }
 
 // y = (h - mean) * rstd * w + b; returns mean and rstd of h (two passes over h)
-LCNET_MULTIVERSION
-void norm_row(
+LCNET_ALWAYS_INLINE void norm_row(
     const float* __restrict__ h, const float* __restrict__ w, const float* __restrict__ b,
     float* __restrict__ y, int64_t d, float eps, float* mean_out, float* rstd_out) {
   float acc[kLanes] = {};
@@ -223,8 +226,7 @@ void norm_row(
 // One row of the backward. h: the recomputed pre-norm row (overwritten with xhat).
 // dres = (dy*w - xhat * mean(dy*w*xhat) - mean(dy*w)) * rstd;  dx = dres * keep * scale
 // (dx == nullptr: not written). dw += dy * xhat, db += dy (this block's partial sums).
-LCNET_MULTIVERSION
-void backward_row(
+LCNET_ALWAYS_INLINE void backward_row(
     float* __restrict__ h, const float* __restrict__ dy, const float* __restrict__ w,
     const uint8_t* __restrict__ keep, float scale, float mu, float rs,
     float* __restrict__ dres, float* __restrict__ dx, float* __restrict__ dw,
@@ -266,7 +268,7 @@ void backward_row(
 
 // A T row as fp32: the row itself for float, else converted into `scratch`.
 template <typename T>
-inline const float* as_float(const T* src, float* scratch, int64_t d) {
+LCNET_ALWAYS_INLINE const float* as_float(const T* src, float* scratch, int64_t d) {
   if constexpr (std::is_same_v<T, float>) {
     return src;
   } else {
@@ -277,7 +279,7 @@ inline const float* as_float(const T* src, float* scratch, int64_t d) {
 
 // fp32 destination for a T row: the row itself for float, else `scratch` (then store_row).
 template <typename T>
-inline float* out_float(T* dst, float* scratch) {
+LCNET_ALWAYS_INLINE float* out_float(T* dst, float* scratch) {
   if constexpr (std::is_same_v<T, float>) {
     return dst;
   } else {
@@ -286,67 +288,170 @@ inline float* out_float(T* dst, float* scratch) {
 }
 
 template <typename T>
-inline void store_row(T* dst, const float* src, int64_t d) {
+LCNET_ALWAYS_INLINE void store_row(T* dst, const float* src, int64_t d) {
   if constexpr (!std::is_same_v<T, float>) {
     for (int64_t j = 0; j < d; ++j) dst[j] = static_cast<T>(src[j]);
   }
 }
 
+// Everything one forward call needs, shared read-only by all threads.
 // x, residual: T (rows, D) contiguous;  keep: uint8 (rows, D) or nullptr
 // w, b: float (D,);  y: T (rows, D);  mean, rstd: float (rows,)
 template <typename T>
-void forward_kernel(
-    const T* x, const T* res, const uint8_t* keep, const float* w, const float* b, T* y,
-    float* mean, float* rstd, float scale, float eps, int64_t rows, int64_t d) {
-  const int64_t grain = std::max<int64_t>(1, 32768 / d);
-  torch::stable::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> buf(static_cast<size_t>(4 * d));
-    float* h = buf.data();
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t off = r * d;
-      const float* xf = as_float(x + off, h + d, d);
-      const float* rf = as_float(res + off, h + 2 * d, d);
-      build_h_row(xf, rf, keep ? keep + off : nullptr, scale, h, d);
-      float* yf = out_float(y + off, h + 3 * d);
-      norm_row(h, w, b, yf, d, eps, mean + r, rstd + r);
-      store_row(y + off, yf, d);
-    }
-  });
+struct ForwardJob {
+  const T* x;
+  const T* res;
+  const uint8_t* keep;
+  const float* w;
+  const float* b;
+  T* y;
+  float* mean;
+  float* rstd;
+  float scale, eps;
+  int64_t d;
+};
+
+// Forward of rows [begin, end); h: 4 D floats of scratch.
+template <typename T>
+LCNET_ALWAYS_INLINE void forward_rows(
+    const ForwardJob<T>& job, int64_t begin, int64_t end, float* h) {
+  const int64_t d = job.d;
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t off = r * d;
+    const float* xf = as_float(job.x + off, h + d, d);
+    const float* rf = as_float(job.res + off, h + 2 * d, d);
+    build_h_row(xf, rf, job.keep ? job.keep + off : nullptr, job.scale, h, d);
+    float* yf = out_float(job.y + off, h + 3 * d);
+    norm_row(h, job.w, job.b, yf, d, job.eps, job.mean + r, job.rstd + r);
+    store_row(job.y + off, yf, d);
+  }
 }
 
+// Everything one backward call needs.
 // dy, x, residual: T (rows, D) contiguous;  keep: uint8 (rows, D) or nullptr
 // w: float (D,);  mean, rstd: float (rows,)
 // dx: T (rows, D) or nullptr (no mask: dx == dres);  dres: T (rows, D)
 // partial: float (blocks, 2, D) per-block dweight (row 0) and dbias (row 1) sums
 template <typename T>
-void backward_kernel(
-    const T* dy, const T* x, const T* res, const uint8_t* keep, const float* w,
-    const float* mean, const float* rstd, T* dx, T* dres, float* partial, int64_t blocks,
-    float scale, int64_t rows, int64_t d) {
-  const int64_t rows_per_block = (rows + blocks - 1) / blocks;
+struct BackwardJob {
+  const T* dy;
+  const T* x;
+  const T* res;
+  const uint8_t* keep;
+  const float* w;
+  const float* mean;
+  const float* rstd;
+  T* dx;
+  T* dres;
+  float* partial;
+  float scale;
+  int64_t rows, rows_per_block, d;
+};
+
+// Backward of blocks [bbeg, bend) of rows_per_block rows; h: 6 D floats of scratch.
+template <typename T>
+LCNET_ALWAYS_INLINE void backward_blocks(
+    const BackwardJob<T>& job, int64_t bbeg, int64_t bend, float* h) {
+  const int64_t d = job.d;
+  for (int64_t blk = bbeg; blk < bend; ++blk) {
+    float* dw = job.partial + blk * 2 * d;
+    float* db = dw + d;
+    std::fill(dw, dw + 2 * d, 0.0f);
+    const int64_t r0 = blk * job.rows_per_block;
+    const int64_t r1 = std::min(job.rows, r0 + job.rows_per_block);
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t off = r * d;
+      const uint8_t* kr = job.keep ? job.keep + off : nullptr;
+      const float* xf = as_float(job.x + off, h + d, d);
+      const float* rf = as_float(job.res + off, h + 2 * d, d);
+      build_h_row(xf, rf, kr, job.scale, h, d);
+      const float* dyf = as_float(job.dy + off, h + d, d); // x's scratch is free again
+      float* dresf = out_float(job.dres + off, h + 3 * d);
+      float* dxf = job.dx ? out_float(job.dx + off, h + 4 * d) : nullptr;
+      backward_row(h, dyf, job.w, kr, job.scale, job.mean[r], job.rstd[r], dresf, dxf, dw, db,
+                   d);
+      store_row(job.dres + off, dresf, d);
+      if (job.dx) store_row(job.dx + off, dxf, d);
+    }
+  }
+}
+
+// The per-ISA row loops: the same code, compiled for each instruction set.
+template <typename T>
+void forward_rows_baseline(const ForwardJob<T>& job, int64_t begin, int64_t end, float* h) {
+  forward_rows<T>(job, begin, end, h);
+}
+
+template <typename T>
+void backward_blocks_baseline(const BackwardJob<T>& job, int64_t begin, int64_t end, float* h) {
+  backward_blocks<T>(job, begin, end, h);
+}
+
+#if LCNET_X86_ISA_BUILDS
+template <typename T>
+LCNET_TARGET_AVX2 void forward_rows_avx2(
+    const ForwardJob<T>& job, int64_t begin, int64_t end, float* h) {
+  forward_rows<T>(job, begin, end, h);
+}
+
+template <typename T>
+LCNET_TARGET_AVX2 void backward_blocks_avx2(
+    const BackwardJob<T>& job, int64_t begin, int64_t end, float* h) {
+  backward_blocks<T>(job, begin, end, h);
+}
+
+template <typename T>
+LCNET_TARGET_AVX512 void forward_rows_avx512(
+    const ForwardJob<T>& job, int64_t begin, int64_t end, float* h) {
+  forward_rows<T>(job, begin, end, h);
+}
+
+template <typename T>
+LCNET_TARGET_AVX512 void backward_blocks_avx512(
+    const BackwardJob<T>& job, int64_t begin, int64_t end, float* h) {
+  backward_blocks<T>(job, begin, end, h);
+}
+#endif
+
+// One build's row loops, chosen once per op call.
+template <typename T>
+struct RowKernels {
+  void (*forward)(const ForwardJob<T>&, int64_t, int64_t, float*);
+  void (*backward)(const BackwardJob<T>&, int64_t, int64_t, float*);
+};
+
+template <typename T>
+RowKernels<T> row_kernels(Isa isa) {
+  switch (isa) {
+#if LCNET_X86_ISA_BUILDS
+    case Isa::kAvx512:
+      return {forward_rows_avx512<T>, backward_blocks_avx512<T>};
+    case Isa::kAvx2:
+      return {forward_rows_avx2<T>, backward_blocks_avx2<T>};
+#endif
+    default:
+      return {forward_rows_baseline<T>, backward_blocks_baseline<T>};
+  }
+}
+
+template <typename T>
+void forward_kernel(const ForwardJob<T>& job, int64_t rows) {
+  const RowKernels<T> kernels = row_kernels<T>(select_isa());
+  const int64_t d = job.d;
+  const int64_t grain = std::max<int64_t>(1, 32768 / d);
+  torch::stable::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    std::vector<float> buf(static_cast<size_t>(4 * d));
+    kernels.forward(job, begin, end, buf.data());
+  });
+}
+
+template <typename T>
+void backward_kernel(const BackwardJob<T>& job, int64_t blocks) {
+  const RowKernels<T> kernels = row_kernels<T>(select_isa());
+  const int64_t d = job.d;
   torch::stable::parallel_for(0, blocks, 1, [&](int64_t bbeg, int64_t bend) {
     std::vector<float> buf(static_cast<size_t>(6 * d));
-    float* h = buf.data();
-    for (int64_t blk = bbeg; blk < bend; ++blk) {
-      float* dw = partial + blk * 2 * d;
-      float* db = dw + d;
-      std::fill(dw, dw + 2 * d, 0.0f);
-      const int64_t r0 = blk * rows_per_block;
-      const int64_t r1 = std::min(rows, r0 + rows_per_block);
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t off = r * d;
-        const uint8_t* kr = keep ? keep + off : nullptr;
-        const float* xf = as_float(x + off, h + d, d);
-        const float* rf = as_float(res + off, h + 2 * d, d);
-        build_h_row(xf, rf, kr, scale, h, d);
-        const float* dyf = as_float(dy + off, h + d, d); // x's scratch is free again
-        float* dresf = out_float(dres + off, h + 3 * d);
-        float* dxf = dx ? out_float(dx + off, h + 4 * d) : nullptr;
-        backward_row(h, dyf, w, kr, scale, mean[r], rstd[r], dresf, dxf, dw, db, d);
-        store_row(dres + off, dresf, d);
-        if (dx) store_row(dx + off, dxf, d);
-      }
-    }
+    kernels.backward(job, bbeg, bend, buf.data());
   });
 }
 
@@ -408,10 +513,10 @@ std::tuple<Tensor, Tensor, Tensor> dropout_add_layer_norm_cpu(
   float* mp = static_cast<float*>(mean.data_ptr());
   float* rp = static_cast<float*>(rstd.data_ptr());
   const float sc = static_cast<float>(scale), ep = static_cast<float>(eps);
-#define LCNET_DALN_FWD(T)                                                                     \
-  forward_kernel<T>(static_cast<const T*>(xc.data_ptr()), static_cast<const T*>(rc.data_ptr()), \
-                    keep, w.data(), b.data(), static_cast<T*>(y.data_ptr()), mp, rp, sc, ep,  \
-                    rows, d)
+#define LCNET_DALN_FWD(T)                                                                          \
+  forward_kernel<T>({static_cast<const T*>(xc.data_ptr()), static_cast<const T*>(rc.data_ptr()),   \
+                     keep, w.data(), b.data(), static_cast<T*>(y.data_ptr()), mp, rp, sc, ep, d},  \
+                    rows)
   switch (dt) {
     case ScalarType::Float: LCNET_DALN_FWD(float); break;
     case ScalarType::Half: LCNET_DALN_FWD(Half); break;
@@ -470,12 +575,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> dropout_add_layer_norm_backward_cpu(
     const float* mp = static_cast<const float*>(mnc.data_ptr());
     const float* rp = static_cast<const float*>(rsc.data_ptr());
     const float sc = static_cast<float>(scale);
-#define LCNET_DALN_BWD(T)                                                                    \
-  backward_kernel<T>(static_cast<const T*>(gc.data_ptr()),                                   \
-                     static_cast<const T*>(xc.data_ptr()),                                   \
-                     static_cast<const T*>(rc.data_ptr()), keep, w.data(), mp, rp,           \
-                     mask ? static_cast<T*>(dx.data_ptr()) : nullptr,                        \
-                     static_cast<T*>(dres.data_ptr()), partial.data(), blocks, sc, rows, d)
+#define LCNET_DALN_BWD(T)                                                                          \
+  backward_kernel<T>({static_cast<const T*>(gc.data_ptr()),                                        \
+                      static_cast<const T*>(xc.data_ptr()),                                        \
+                      static_cast<const T*>(rc.data_ptr()), keep, w.data(), mp, rp,                \
+                      mask ? static_cast<T*>(dx.data_ptr()) : nullptr,                             \
+                      static_cast<T*>(dres.data_ptr()), partial.data(), sc, rows,                  \
+                      (rows + blocks - 1) / blocks, d},                                            \
+                     blocks)
     switch (dt) {
       case ScalarType::Float: LCNET_DALN_BWD(float); break;
       case ScalarType::Half: LCNET_DALN_BWD(Half); break;

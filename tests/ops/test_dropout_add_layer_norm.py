@@ -407,6 +407,83 @@ def test_fuzz_against_reference(use_backend, backend, lead, d, p, same, seed):
     check_backend((*lead, d), torch.float32, p, same=same, seed=seed)
 
 
+# --- the C++ kernel's per-ISA builds ----------------------------------------------------------
+# csrc/cpu/dropout_add_layer_norm.cpp compiles its row loops for the x86-64 baseline (SSE2),
+# AVX2+FMA and AVX-512 and runs the best build the CPU has, capped by ATEN_CPU_CAPABILITY
+# (PyTorch's switch; the kernel reads it on every call, csrc/cpu/cpu_isa.h). "default" runs the
+# baseline build, which a CPU without AVX2 runs. Where the CPU lacks a build (or is not x86), a
+# cap runs the best build there is, so these tests still pass and test what exists.
+# Shapes: D = 5 (tail loop only), 20 and 77 (kLanes = 16 vector part + tail), 768 (the
+# decoder's D; 24 x 768 makes the backward use 2 dweight/dbias blocks).
+
+ISA_CAPS = ("default", "avx2", "avx512")
+ISA_SHAPES = [(4, 5), (7, 20), (3, 2, 77), (24, 768)]
+
+
+@needs_cpp
+@pytest.mark.parametrize("cap", ISA_CAPS)
+@pytest.mark.parametrize("shape", ISA_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("p", [0.0, 0.3])  # 0.0: no mask (h = x + r); 0.3: the mask path
+def test_cpp_isa_build_matches_reference(use_backend, monkeypatch, cap, shape, dtype, p):
+    use_backend("cpp")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", cap)
+    check_backend(shape, dtype, p)
+
+
+def assert_builds_agree(a, b, dtype, scale, what):
+    """Two builds' results agree to |a - b| <= 2 eps(fp32) x scale, + one ulp of dtype for
+    fp16/bf16. scale: the result's error scale (error_scales).
+
+    Every build runs the same fp32 operations in the same order (kLanes accumulators, the
+    pairwise tree, fixed dweight/dbias blocks), so they would give the same bits but for FMA:
+    the AVX2 and AVX-512 builds contract a * b + c into one rounding (GCC's default
+    -ffp-contract=fast), the baseline rounds the product too. Dropping a rounding perturbs a
+    result like a rounding error does, so two builds differ by about one fp32 rounding error
+    of the result each way: 2 eps x scale (on 1500 random fp32 cases, D 1-1024, p 0-0.5, the
+    largest difference was 1.45 eps x scale, for out). fp16/bf16 results are those fp32 values
+    rounded once to dtype: where they straddle a rounding boundary the two builds land on
+    neighbouring values, one ulp of dtype apart (<= eps(dtype) x |value|, or the subnormal
+    spacing eps x tiny). The AVX2 and AVX-512 builds are not bit-identical either (vector
+    width changes where the compiler contracts)."""
+    assert a.dtype == b.dtype and a.shape == b.shape, what
+    a64, b64 = a.double(), b.double()
+    bound = 2 * torch.finfo(torch.float32).eps * scale
+    if dtype != torch.float32:
+        fi = torch.finfo(dtype)
+        bound = bound + fi.eps * torch.maximum(a64.abs(), b64.abs()) + fi.eps * fi.tiny
+    excess = (a64 - b64).abs() - bound
+    assert bool((excess <= 0).all()), (what, excess.max().item(), scale)
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_cpp_isa_builds_agree(use_backend, monkeypatch, dtype, p):
+    use_backend("cpp")
+    eps, seed = 1e-5, 0
+    for shape in ISA_SHAPES:
+        x, r, w, b, dy = make_inputs(shape, dtype, seed=seed)
+
+        def fast(xl, rl, wl, bl):
+            g = torch.Generator().manual_seed(seed)  # the same mask for every build
+            return dropout_add_layer_norm(xl, rl, wl, bl, p, eps, generator=g)
+
+        results = {}
+        for cap in ISA_CAPS:
+            monkeypatch.setenv("ATEN_CPU_CAPABILITY", cap)
+            out, grads = forward_backward(fast, x, r, w, b, dy, same=False)
+            results[cap] = dict(zip(("out", "x", "residual", "weight", "bias"),
+                                    (out, *grads), strict=True))
+        mask = make_keep_mask(x.shape, p, "cpu", torch.Generator().manual_seed(seed)) \
+            if p > 0 else None
+        scales = error_scales(x, r, w, b, dy, mask, p, eps, same=False)
+        for cap in ISA_CAPS[1:]:
+            for name, value in results[cap].items():
+                assert_builds_agree(value, results["default"][name], dtype, scales[name],
+                                    (cap, shape, name))
+
+
 # --- Triton in the CPU interpreter (TRITON_INTERPRET=1 from tests/conftest.py) ---------------
 
 @needs_interp
