@@ -1,4 +1,4 @@
-// Torch-free interface of the CUDA crop_views kernel (see crop_views_kernel.cu).
+// Torch-free interface of the CUDA crop_views kernel (see crop_views_kernel.cuh).
 // (Named *_kernel.cu: torch.utils.cpp_extension maps <op>.cu and <op>.cpp to the same
 // object file, so the kernel and its dispatch cannot share a stem.)
 #pragma once
