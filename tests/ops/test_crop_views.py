@@ -43,13 +43,9 @@ def stats(device):
     return torch.tensor(MEAN, device=device), torch.tensor(STD, device=device)
 
 
-def check_against_reference(out, images, level, size, out_dtype=torch.float32,
-                            channels_last=False):
-    mean, std = stats(images.device)
-    n = images.shape[0]
-    assert out.shape == (n, num_views(level), 3, size, size)
-    assert out.dtype == out_dtype
-    assert out.device == images.device
+def assert_values_match_reference(out, images, level, size, out_dtype, mean, std):
+    """The module doc's tolerance, on values only (any layout). mean, std: (3,) tensors on
+    images' device. Also used by test_crop_views_cuda_emulated.py."""
     torch_out = crop_views_reference(images, level, size, mean, std, out_dtype)
     ref64 = crop_views_reference(images, level, size, mean, std, torch.float64,
                                  compute_dtype=torch.float64)
@@ -61,6 +57,18 @@ def check_against_reference(out, images, level, size, out_dtype=torch.float32,
     assert fast_err <= 2 * torch_err + atol, (fast_err, torch_err, atol)
     if out_dtype == torch.float32 and level > 1:
         assert torch.equal(out[:, 1:], torch_out[:, 1:]), "fp32 tiles must be bit-identical"
+
+
+def check_against_reference(out, images, level, size, out_dtype=torch.float32,
+                            channels_last=False):
+    mean, std = stats(images.device)
+    n = images.shape[0]
+    assert out.shape == (n, num_views(level), 3, size, size)
+    assert out.dtype == out_dtype
+    assert out.device == images.device
+    assert_values_match_reference(out, images, level, size, out_dtype, mean, std)
+    if out.numel() == 0:
+        return
     if channels_last:
         assert out.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
     else:
