@@ -57,6 +57,7 @@ class ProjectedAttention(nn.Module):
         else:
             heads = cross_attention(qh, kh, vh, dropout_p=dropout_p)
         batch, _, length, _ = heads.shape
+        # a view, no copy, on the Triton path: the op returns (B, Lq, H, Dh) memory
         out = self.out_proj(heads.transpose(1, 2).reshape(batch, length, self.d_model))
         return (out, weights) if need_weights else out
 

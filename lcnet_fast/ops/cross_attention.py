@@ -181,8 +181,10 @@ def cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
     q: (B, H, Nq, Dh); k, v: (B, H, Nk, Dh), same dtype and device; any strides (e.g. q from
     x.view(B, L, H, Dh).transpose(1, 2)). Dh <= 256, any Nq, Nk >= 1. scale defaults to
-    1/sqrt(Dh). Returns a contiguous (B, H, Nq, Dh) tensor of q's dtype; differentiable in
-    q, k, v.
+    1/sqrt(Dh). Returns a (B, H, Nq, Dh) tensor of q's dtype; differentiable in q, k, v. On
+    the Triton path it (and the gradients of q, k, v) is a (B, H, N, Dh) view of (B, N, H, Dh)
+    memory, as flash SDPA returns, so out.transpose(1, 2).reshape(B, Nq, H*Dh) is free; the
+    torch path returns SDPA's own layout.
 
     dropout_p drops attention probabilities (after the softmax, kept ones scaled by 1/(1-p)),
     as SDPA does; the Triton path draws its mask from a Philox seed taken from torch's RNG, so

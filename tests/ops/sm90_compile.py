@@ -59,7 +59,10 @@ def resource_usage(cubin: bytes) -> tuple[int, int]:
 def compile_sm90(kernel, pointers: dict, floats: tuple, constexprs: dict, num_warps: int,
                  num_stages: int = 1) -> dict:
     """triton.compile for sm_90 (PTX, then the bundled ptxas to a cubin); pointer args typed
-    by `pointers`, `floats` fp32, other runtime args i32. Returns {shared, regs, stack}."""
+    by `pointers`, `floats` fp32, other runtime args i32: sizes and every stride, the output
+    strides of cross_attention's combine/dkdv/dq kernels included (unspecialised, where a real
+    launch marks ints divisible by 16 and makes ints equal to 1 constants: the figures are the
+    general case). Returns {shared, regs, stack}."""
     signature = {}
     for name in kernel.arg_names:
         if name in constexprs:

@@ -84,6 +84,21 @@ def run(fn, q, k, v, do, **kw):
     return out.detach(), grads
 
 
+def bnhd_strides(shape):
+    """Strides of the (B, H, N, Dh) view of (B, N, H, Dh) memory (as flash SDPA returns)."""
+    b, h, n, dh = shape
+    return (n * h * dh, dh, h * dh, 1)
+
+
+def assert_bnhd_layout(t, name="out"):
+    """t is what the Triton op allocates: a (B, H, N, Dh) view of (B, N, H, Dh) memory, so
+    t.transpose(1, 2).reshape(B, N, H*Dh) is a view (no copy)."""
+    assert t.stride() == bnhd_strides(t.shape), (name, tuple(t.shape), t.stride())
+    b, h, n, dh = t.shape
+    merged = t.transpose(1, 2).reshape(b, n, h * dh)
+    assert merged.data_ptr() == t.data_ptr() and (t.numel() == 0 or merged._is_view()), name
+
+
 def masked_attention(q, k, v, scale, zmask):
     """PyTorch's own ops at q's dtype with a given dropout mask: the error yardstick for the
     dropout parity tests (SDPA cannot take an external dropout mask)."""
@@ -96,6 +111,7 @@ def check_parity(q, k, v, do, scale=None, dropout_p=0.0, seed=None, **kw):
 
     With dropout_p > 0 the Triton op runs with the given seed tensor and both references use
     the mask that seed gives (dropout_keep_mask), so the comparison is exact, not statistical.
+    On the Triton path out, dq, dk, dv must have the (B, N, H, Dh) memory layout.
     """
     s = scale if scale is not None else 1 / math.sqrt(q.shape[-1])
     eps = torch.finfo(q.dtype).eps
@@ -114,7 +130,9 @@ def check_parity(q, k, v, do, scale=None, dropout_p=0.0, seed=None, **kw):
         t_out, t_grads = run(cross_attention_reference, q, k, v, do, scale=scale)
     ref_out, ref_grads, bounds = oracle(q, k, v, do, s, zmask)
     assert out.shape == q.shape and out.dtype == q.dtype and out.device == q.device
-    assert out.is_contiguous()
+    if dropout_p > 0 or choose_backend(q.device.type, str(q.dtype)) == "triton":
+        for name, t in zip(("out", "dq", "dk", "dv"), (out, *grads), strict=True):
+            assert_bnhd_layout(t, name)
     pairs = [("out", out, t_out, ref_out, bounds[0])]
     pairs += list(zip(("dq", "dk", "dv"), grads, t_grads, ref_grads, bounds[1:], strict=True))
     for name, fast, torch_val, ref, bound in pairs:
@@ -292,6 +310,133 @@ def test_triton_interpreter_non_contiguous(use_backend):
         assert torch.equal(a, c)
 
 
+def projection_views(b, h, nq, nk, dh, dtype=torch.float32, seed=0):
+    """q, k, v, do as ProjectedAttention.attend gets them: (B, L, H, Dh).transpose(1, 2) views
+    of chunks of one projection buffer ((B, L, 3d) split in q, k, v when Nq == Nk; else q a
+    chunk of a (B, Lq, 2d) buffer shared with another attention's slice, k and v the chunks of
+    a (B, Lk, 2d) one), and do the gradient of heads.transpose(1, 2).reshape(B, Lq, d)."""
+    d = h * dh
+    g = torch.Generator().manual_seed(seed)
+
+    def heads(x):
+        return x.reshape(b, x.shape[1], h, dh).transpose(1, 2)
+
+    if nq == nk:
+        q, k, v = torch.randn(b, nq, 3 * d, generator=g).to(dtype).chunk(3, dim=-1)
+    else:
+        q = torch.randn(b, nq, 2 * d, generator=g).to(dtype).chunk(2, dim=-1)[0]
+        k, v = torch.randn(b, nk, 2 * d, generator=g).to(dtype).chunk(2, dim=-1)
+    do = torch.randn(b, nq, d, generator=g).to(dtype)
+    return heads(q), heads(k), heads(v), heads(do)
+
+
+def run_op(q, k, v, do, splits=1, dropout_p=0.0, seed=None):
+    """out and (dq, dk, dv) of torch.ops.lcnet_fast.cross_attention itself (no clones: the
+    tensors' own strides reach the kernels)."""
+    from lcnet_fast.ops.triton.cross_attention import cross_attention_triton  # noqa: F401
+
+    q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
+    args = (dropout_p, seed) if dropout_p > 0 else ()
+    out = torch.ops.lcnet_fast.cross_attention(q, k, v, 1 / math.sqrt(q.shape[-1]), splits,
+                                               *args)[0]
+    return out.detach(), torch.autograd.grad(out, (q, k, v), do)
+
+
+LAYOUT_SHAPE = (2, 3, 17, 37, 24)  # B, H >= 2 and N off the block sizes: batch/head strides
+
+
+@needs_interp
+@pytest.mark.parametrize("dropout_p", [0.0, 0.3], ids=["nodrop", "dropout"])
+@pytest.mark.parametrize("splits", [1, 3], ids=["plain", "split3"])
+def test_triton_output_layout_is_bnhd(use_backend, splits, dropout_p):
+    """out and dq, dk, dv are (B, H, N, Dh) views of (B, N, H, Dh) memory (as flash SDPA
+    returns), lse is (B, H, Nq) contiguous, and the fake kernels give the same strides."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from lcnet_fast.ops.triton.cross_attention import cross_attention_triton  # noqa: F401
+
+    b, h, nq, nk, dh = LAYOUT_SHAPE
+    q, k, v, do = make_qkv(*LAYOUT_SHAPE, seed=splits)
+    extra = (dropout_p, seed_tensor(17)) if dropout_p > 0 else ()
+    out, lse = torch.ops.lcnet_fast.cross_attention(q, k, v, 0.3, splits, *extra)
+    grads = torch.ops.lcnet_fast.cross_attention_backward(do, q, k, v, out, lse, 0.3, *extra)
+    assert out.stride() == bnhd_strides(out.shape) == (nq * h * dh, dh, h * dh, 1)
+    assert lse.shape == (b, h, nq) and lse.is_contiguous() and lse.dtype == torch.float32
+    for name, t, like in zip(("dq", "dk", "dv"), grads, (q, k, v), strict=True):
+        assert t.shape == like.shape and t.stride() == bnhd_strides(like.shape), name
+        assert_bnhd_layout(t, name)
+    # and every element is where it belongs: parity with the fp64 oracle (autograd path)
+    use_backend("triton")
+    c_out, c_grads = check_parity(q, k, v, do, scale=0.3, num_kv_splits=splits,
+                                  dropout_p=dropout_p, seed=extra[1] if extra else None)
+    assert torch.equal(out, c_out) and all(map(torch.equal, grads, c_grads))
+    with FakeTensorMode() as mode:
+        fq, fk, fv, fdo = (mode.from_tensor(t) for t in (q, k, v, do))
+        fextra = (dropout_p, mode.from_tensor(extra[1])) if extra else ()
+        f_out, f_lse = torch.ops.lcnet_fast.cross_attention(fq, fk, fv, 0.3, splits, *fextra)
+        f_grads = torch.ops.lcnet_fast.cross_attention_backward(fdo, fq, fk, fv, f_out, f_lse,
+                                                                0.3, *fextra)
+    assert (f_out.stride(), f_lse.stride()) == (out.stride(), lse.stride())
+    assert [t.stride() for t in f_grads] == [t.stride() for t in grads]
+
+
+PROJECTION_CASES = [  # (B, H, Nq, Nk, Dh), dtype, num_kv_splits, dropout_p
+    ((2, 3, 17, 17, 24), torch.float32, 1, 0.0),  # self-attention: one (B, L, 3d) buffer
+    ((2, 2, 33, 33, 20), torch.float16, 3, 0.3),
+    ((2, 2, 1, 37, 48), torch.float32, 2, 0.0),  # Nq = 1
+    ((3, 2, 18, 1, 24), torch.float16, 1, 0.2),  # Nk = 1
+    ((1, 4, 20, 45, 33), torch.float32, 2, 0.0),  # batch 1, odd Dh
+    ((2, 2, 21, 50, 96), torch.float16, 1, 0.0),  # the LLCD's Dh
+]
+
+
+@needs_interp
+@pytest.mark.parametrize("shape,dtype,splits,p", PROJECTION_CASES,
+                         ids=["x".join(map(str, c[0])) + f"-{str(c[1])[6:]}-s{c[2]}-p{c[3]}"
+                              for c in PROJECTION_CASES])
+def test_triton_interpreter_projection_views(use_backend, shape, dtype, splits, p):
+    """The model's real inputs: q, k, v strided slices of projection buffers, dout strided
+    like the merged-heads gradient. Parity against fp64 (check_parity's clones are dense, in
+    the views' dimension order), and the views themselves (run_op: no clone) give bit-equal
+    results, as do contiguous inputs."""
+    use_backend("triton")
+    q, k, v, do = projection_views(*shape, dtype=dtype, seed=sum(shape))
+    assert not any(t.is_contiguous() for t in (q, k, v, do) if t.shape[2] > 1)
+    seed = seed_tensor(99 + sum(shape)) if p > 0 else None
+    p_out, p_grads = check_parity(q, k, v, do, num_kv_splits=splits, dropout_p=p, seed=seed)
+    out, grads = run_op(q, k, v, do, splits, p, seed)
+    c_out, c_grads = run_op(*(t.contiguous() for t in (q, k, v, do)), splits, p, seed)
+    assert_bnhd_layout(out)
+    assert torch.equal(out, p_out) and torch.equal(out, c_out)
+    for name, a, pg, c in zip(("dq", "dk", "dv"), grads, p_grads, c_grads, strict=True):
+        assert_bnhd_layout(a, name)
+        assert torch.equal(a, pg) and torch.equal(a, c), name
+
+
+@needs_interp
+def test_triton_interpreter_attend_merges_heads_without_copy(use_backend):
+    """ProjectedAttention.attend's heads.transpose(1, 2).reshape(B, L, d) before out_proj is a
+    view of the op's output on the Triton path (it copied when the output was contiguous)."""
+    from lcnet_fast.models.attention import KEY, QUERY, VALUE, ProjectedAttention, project
+
+    use_backend("triton")
+    torch.manual_seed(0)
+    attention = ProjectedAttention(48, 2, dropout=0.0).eval()
+    x, y = torch.randn(2, 7, 48), torch.randn(2, 19, 48, requires_grad=True)
+    seen = []
+    attention.out_proj.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    q, = project(x, [(attention, QUERY)])
+    k, v = project(y, [(attention, KEY), (attention, VALUE)])
+    out = attention.attend(q, k, v)
+    merged = seen[0]
+    assert merged.shape == (2, 7, 48) and merged._is_view()
+    assert merged.stride() == (7 * 48, 48, 1)  # a plain (B, L, d) tensor, no copy made
+    ref = attention.attend(q, k, v, need_weights=True)[0]
+    torch.testing.assert_close(out, ref)
+    out.sum().backward()
+    assert y.grad is not None and y.grad.isfinite().all()
+
+
 @needs_interp
 def test_triton_interpreter_empty(use_backend):
     use_backend("triton")
@@ -382,6 +527,17 @@ def test_triton_dropout_needs_a_seed():
         op(q, k, v, 0.25, 1, 1.0, seed_tensor(1))
 
 
+@pytest.fixture
+def gpu_block_configs(monkeypatch):
+    """The interpreter launches with the block sizes and warps of a GPU launch."""
+    import lcnet_fast.ops.triton.cross_attention as kernels
+
+    fwd, bwd = kernels._fwd_config, kernels._bwd_config
+    monkeypatch.setattr(kernels, "_fwd_config", lambda bd, dt, _device: fwd(bd, dt, "cuda"))
+    monkeypatch.setattr(kernels, "_bwd_config", lambda bd, dt, _device: bwd(bd, dt, "cuda"))
+    assert kernels._fwd_config(128, torch.float16, "cpu")["BLOCK_M"] == 64  # patched: GPU sizes
+
+
 GPU_CONFIG_CASES = [  # (B, H, Nq, Nk, Dh), dtype, num_kv_splits, dropout_p
     ((1, 2, 70, 200, 96), torch.float32, 1, 0.0),  # BLOCK_D 128: fp32 takes 32 x 16 blocks
     ((1, 2, 70, 200, 96), torch.float16, 3, 0.0),
@@ -396,44 +552,57 @@ GPU_CONFIG_CASES = [  # (B, H, Nq, Nk, Dh), dtype, num_kv_splits, dropout_p
 @pytest.mark.parametrize("shape,dtype,splits,p", GPU_CONFIG_CASES,
                          ids=["x".join(map(str, c[0])) + f"-{str(c[1])[6:]}-s{c[2]}-p{c[3]}"
                               for c in GPU_CONFIG_CASES])
-def test_triton_interpreter_with_gpu_block_configs(use_backend, monkeypatch, shape, dtype,
-                                                   splits, p):
+def test_triton_interpreter_with_gpu_block_configs(use_backend, gpu_block_configs, shape,
+                                                   dtype, splits, p):
     """The block sizes the GPU launches use (32- and 64-row query blocks, BLOCK_N 16..64,
     backward OWN/STEP pairs), run in the interpreter: masking and split layouts at the real
     tile sizes are checked here on every CI run, not only on a GPU machine."""
-    import lcnet_fast.ops.triton.cross_attention as kernels
-
-    fwd, bwd = kernels._fwd_config, kernels._bwd_config
-    monkeypatch.setattr(kernels, "_fwd_config", lambda bd, dt, _device: fwd(bd, dt, "cuda"))
-    monkeypatch.setattr(kernels, "_bwd_config", lambda bd, dt, _device: bwd(bd, dt, "cuda"))
-    assert kernels._fwd_config(128, torch.float16, "cpu")["BLOCK_M"] == 64  # patched: GPU sizes
     use_backend("triton")
     q, k, v, do = make_qkv(*shape, dtype=dtype, seed=sum(shape))
     check_parity(q, k, v, do, num_kv_splits=splits, dropout_p=p, seed=seed_tensor(3))
 
 
 @needs_interp
+@pytest.mark.parametrize("shape,dtype,splits,p", [
+    ((2, 2, 70, 70, 48), torch.float16, 1, 0.1),  # one (B, L, 3d) buffer, 2 query blocks
+    ((2, 3, 5, 130, 24), torch.float32, 2, 0.0),
+], ids=["2x2x70x70x48-float16-s1-p0.1", "2x3x5x130x24-float32-s2-p0.0"])
+def test_triton_interpreter_projection_views_with_gpu_block_configs(
+        use_backend, gpu_block_configs, shape, dtype, splits, p):
+    """The model's strided inputs and (B, N, H, Dh) outputs at the GPU tile sizes."""
+    use_backend("triton")
+    q, k, v, do = projection_views(*shape, dtype=dtype, seed=sum(shape))
+    seed = seed_tensor(4) if p > 0 else None
+    p_out, p_grads = check_parity(q, k, v, do, num_kv_splits=splits, dropout_p=p, seed=seed)
+    out, grads = run_op(q, k, v, do, splits, p, seed)  # the views themselves, not clones
+    assert torch.equal(out, p_out) and all(map(torch.equal, grads, p_grads))
+
+
+@needs_interp
 def test_triton_interpreter_opcheck(use_backend):
     from lcnet_fast.ops.triton.cross_attention import cross_attention_triton  # noqa: F401
 
-    q, k, v, do = make_qkv(1, 2, 3, 18, 24)
-    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    # test_faketensor compares the fake kernels' output strides with the real ones'
     utils = ("test_schema", "test_faketensor", "test_autograd_registration")
-    for splits in (1, 2):
-        torch.library.opcheck(torch.ops.lcnet_fast.cross_attention.default,
-                              (q, k, v, 0.25, splits), test_utils=utils)
-        torch.library.opcheck(torch.ops.lcnet_fast.cross_attention.default,
-                              (q, k, v, 0.25, splits, 0.3, seed_tensor(5)), test_utils=utils)
-    out, lse = torch.ops.lcnet_fast.cross_attention(q, k, v, 0.25, 1)
-    torch.library.opcheck(torch.ops.lcnet_fast.cross_attention_backward.default,
-                          (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25),
-                          test_utils=("test_schema", "test_faketensor"))
-    torch.library.opcheck(torch.ops.lcnet_fast.cross_attention_backward.default,
-                          (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25,
-                           0.3, seed_tensor(5)),
-                          test_utils=("test_schema", "test_faketensor"))
-    expected_lse = torch.logsumexp(q.double() @ k.double().transpose(-1, -2) * 0.25, -1)
-    torch.testing.assert_close(lse.double(), expected_lse, rtol=0, atol=1e-5)
+    for inputs in (make_qkv(1, 2, 3, 18, 24), projection_views(2, 3, 17, 21, 20)):
+        q, k, v, do = (t.detach() for t in inputs)
+        q, k, v = (t.requires_grad_() for t in (q, k, v))
+        for splits in (1, 2):
+            torch.library.opcheck(torch.ops.lcnet_fast.cross_attention.default,
+                                  (q, k, v, 0.25, splits), test_utils=utils)
+            torch.library.opcheck(torch.ops.lcnet_fast.cross_attention.default,
+                                  (q, k, v, 0.25, splits, 0.3, seed_tensor(5)),
+                                  test_utils=utils)
+        out, lse = torch.ops.lcnet_fast.cross_attention(q, k, v, 0.25, 1)
+        torch.library.opcheck(torch.ops.lcnet_fast.cross_attention_backward.default,
+                              (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25),
+                              test_utils=("test_schema", "test_faketensor"))
+        torch.library.opcheck(torch.ops.lcnet_fast.cross_attention_backward.default,
+                              (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25,
+                               0.3, seed_tensor(5)),
+                              test_utils=("test_schema", "test_faketensor"))
+        expected_lse = torch.logsumexp(q.double() @ k.double().transpose(-1, -2) * 0.25, -1)
+        torch.testing.assert_close(lse.double(), expected_lse, rtol=0, atol=1e-5)
 
 
 @needs_interp
@@ -452,8 +621,10 @@ def test_triton_interpreter_compile_fullgraph(use_backend, dynamic, dropout_p):
     torch.manual_seed(4)
     e_out, e_grads = run(cross_attention, q, k, v, do, dropout_p=dropout_p)
     torch.testing.assert_close(out, e_out * 2)
-    for a, e in zip(grads, e_grads, strict=True):
+    for name, a, e in zip(("dq", "dk", "dv"), grads, e_grads, strict=True):
         torch.testing.assert_close(a, 2 * e)
+        assert_bnhd_layout(a, name)
+    assert_bnhd_layout(out)  # out * 2 keeps the op's (B, N, H, Dh) memory order
 
 
 @needs_interp

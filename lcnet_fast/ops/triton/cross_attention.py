@@ -30,6 +30,17 @@ stay those of the undropped softmax, so out = (P * Z) V with Z = keep/(1-p), and
 uses dV = (P Z)^T dO, dP = (dO V^T) Z, dS = P (dP - rowsum(dO O)) (rowsum(P dP) =
 rowsum(dO O) still holds with the dropped O).
 
+Output layout. out and dq, dk, dv are (B, H, N, Dh) views of (B, N, H, Dh) memory (as flash
+SDPA returns its output), allocated by _bhnd_view_of_bnhd for the launchers and the fake
+kernels alike, so out.transpose(1, 2).reshape(B, N, H*Dh) -- what an attention layer does
+before its output projection -- is free, and so is the same step back for the gradients of
+q, k, v that were split from (B, N, H*Dh) projections (dout arrives in that layout too, and
+is read by its strides like q, k, v). The kernels write these outputs through (batch, head,
+row) strides; the last-dim stride is 1 by construction (an assumption of the stores, which the
+launchers check). Address arithmetic: the batch/head part in int64, the row part within one
+batch element in int32 (as for the inputs), so N*H*Dh < 2**31 per batch element. lse (and the
+backward's delta) are (B, H, Nq) contiguous fp32; the split-KV partials stay contiguous.
+
 Dh is padded to a power of two >= 16 (tl.dot's minimum) with masks, so Dh = 24, 48, 96 work;
 Nq and Nk are masked. fp32 dots use IEEE precision (never TF32) so fp32 matches PyTorch's
 fp32; fp16/bf16 inputs go to tensor cores with fp32 accumulation, and the probabilities (and
@@ -130,9 +141,10 @@ def _fwd_kernel(
 def _combine_kernel(
     op_ptr,  # fp32 (B*H, S, Nq, Dh) contiguous: split partial outputs (each normalised)
     lp_ptr,  # fp32 (B*H, S, Nq) contiguous: split partial logsumexps
-    o_ptr,  # (B*H, Nq, Dh) contiguous: output
+    o_ptr,  # (B, H, Nq, Dh), strides so_b, so_h, so_m and 1: output
     lse_ptr,  # fp32 (B*H, Nq) contiguous
-    NQ, DH, NUM_SPLITS,  # ints
+    so_b, so_h, so_m,
+    H, NQ, DH, NUM_SPLITS,  # ints
     BLOCK_M: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
@@ -156,7 +168,8 @@ def _combine_kernel(
         l_i = l_i * alpha + w
         m_i = m_new
     out = acc / l_i[:, None]
-    tl.store(o_ptr + (bh * NQ + offs_m[:, None]) * DH + offs_d[None, :],
+    o_off = (bh // H) * so_b + (bh % H) * so_h  # int64 (bh is)
+    tl.store(o_ptr + o_off + offs_m[:, None] * so_m + offs_d[None, :],
              out.to(o_ptr.dtype.element_ty), mask=mask)
     tl.store(lse_ptr + bh * NQ + offs_m, m_i + tl.log(l_i), mask=m_mask)
 
@@ -195,12 +208,14 @@ def _bwd_dkdv_kernel(
     do_ptr,  # (B, H, Nq, Dh), strides sdo_*
     lse_ptr,  # fp32 (B*H, Nq) contiguous (natural log)
     delta_ptr,  # fp32 (B*H, Nq) contiguous
-    dk_ptr,  # (B, H, Nk, Dh) contiguous
-    dv_ptr,  # (B, H, Nk, Dh) contiguous
+    dk_ptr,  # (B, H, Nk, Dh), strides sdk_b, sdk_h, sdk_n and 1
+    dv_ptr,  # (B, H, Nk, Dh), strides sdv_b, sdv_h, sdv_n and 1
     sq_b, sq_h, sq_m, sq_d,
     sk_b, sk_h, sk_n, sk_d,
     sv_b, sv_h, sv_n, sv_d,
     sdo_b, sdo_h, sdo_m, sdo_d,
+    sdk_b, sdk_h, sdk_n,
+    sdv_b, sdv_h, sdv_n,
     H, NQ, NK, DH,  # ints
     qk_scale,  # float: scale * log2(e)
     sm_scale,  # float: scale
@@ -260,9 +275,12 @@ def _bwd_dkdv_kernel(
         dst = pt * (dpt - delta[None, :])
         dk += tl.dot(dst.to(qb.dtype), qb, input_precision=PRECISION)
     dk = dk * sm_scale
-    out_off = bh.to(tl.int64) * NK * DH + offs_n[:, None] * DH + offs_d[None, :]
-    tl.store(dk_ptr + out_off, dk.to(dk_ptr.dtype.element_ty), mask=nd_mask)
-    tl.store(dv_ptr + out_off, dv.to(dv_ptr.dtype.element_ty), mask=nd_mask)
+    dk_base = dk_ptr + b * sdk_b + h * sdk_h  # int64 offset; the in-block part in int32
+    dv_base = dv_ptr + b * sdv_b + h * sdv_h
+    tl.store(dk_base + (offs_n[:, None] * sdk_n + offs_d[None, :]),
+             dk.to(dk_ptr.dtype.element_ty), mask=nd_mask)
+    tl.store(dv_base + (offs_n[:, None] * sdv_n + offs_d[None, :]),
+             dv.to(dv_ptr.dtype.element_ty), mask=nd_mask)
 
 
 @triton.jit
@@ -273,11 +291,12 @@ def _bwd_dq_kernel(
     do_ptr,  # (B, H, Nq, Dh), strides sdo_*
     lse_ptr,  # fp32 (B*H, Nq) contiguous (natural log)
     delta_ptr,  # fp32 (B*H, Nq) contiguous
-    dq_ptr,  # (B, H, Nq, Dh) contiguous
+    dq_ptr,  # (B, H, Nq, Dh), strides sdq_b, sdq_h, sdq_m and 1
     sq_b, sq_h, sq_m, sq_d,
     sk_b, sk_h, sk_n, sk_d,
     sv_b, sv_h, sv_n, sv_d,
     sdo_b, sdo_h, sdo_m, sdo_d,
+    sdq_b, sdq_h, sdq_m,
     H, NQ, NK, DH,  # ints
     qk_scale,  # float: scale * log2(e)
     sm_scale,  # float: scale
@@ -330,8 +349,9 @@ def _bwd_dq_kernel(
         ds = p * (dp - delta[:, None])
         dq += tl.dot(ds.to(kt.dtype), tl.trans(kt), input_precision=PRECISION)
     dq = dq * sm_scale
-    tl.store(dq_ptr + row[:, None] * DH + offs_d[None, :], dq.to(dq_ptr.dtype.element_ty),
-             mask=md_mask)
+    dq_base = dq_ptr + b * sdq_b + h * sdq_h  # int64 offset; the in-block part in int32
+    tl.store(dq_base + (offs_m[:, None] * sdq_m + offs_d[None, :]),
+             dq.to(dq_ptr.dtype.element_ty), mask=md_mask)
 
 
 # --- launch configuration --------------------------------------------------------------------
@@ -391,9 +411,31 @@ def kv_split_layout(nk: int, num_splits: int, block_n: int) -> tuple[int, int]:
     return per_split, triton.cdiv(nk, per_split)
 
 
+def _bhnd_view_of_bnhd(like: torch.Tensor) -> torch.Tensor:
+    """A new tensor of like's (B, H, N, Dh) shape, dtype and device: the (B, H, N, Dh) view of
+    (B, N, H, Dh) memory, strides (N*H*Dh, Dh, H*Dh, 1), as flash SDPA returns its output.
+    The one allocation of out, dq, dk, dv, for the launchers and the fake kernels alike."""
+    b, h, n, dh = like.shape
+    return like.new_empty((b, n, h, dh)).transpose(1, 2)
+
+
+def _store_strides(t: torch.Tensor) -> tuple[int, int, int]:
+    """(batch, head, row) strides of an output the kernels store to; its last-dim stride must
+    be 1 (the stores add offs_d unscaled)."""
+    torch._check(t.stride(3) == 1,
+                 lambda: f"cross_attention: output last-dim stride {t.stride(3)} != 1")
+    return t.stride(0), t.stride(1), t.stride(2)
+
+
 def _new_outputs(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    b, h, nq, dh = q.shape
-    return q.new_empty((b, h, nq, dh)), q.new_empty((b, h, nq), dtype=torch.float32)
+    """(out: see _bhnd_view_of_bnhd, lse: fp32 (B, H, Nq) contiguous)."""
+    b, h, nq, _ = q.shape
+    return _bhnd_view_of_bnhd(q), q.new_empty((b, h, nq), dtype=torch.float32)
+
+
+def _new_grads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(dq, dk, dv) of q's, k's, v's shapes: see _bhnd_view_of_bnhd."""
+    return _bhnd_view_of_bnhd(q), _bhnd_view_of_bnhd(k), _bhnd_view_of_bnhd(v)
 
 
 def _check_op_args(q, k, v) -> None:
@@ -430,7 +472,9 @@ def cross_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sc
                            num_kv_splits: int, dropout_p: float = 0.0,
                            seed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(out (B, H, Nq, Dh), lse fp32 (B, H, Nq)); lse = logsumexp of q k^T * scale per row
-    (of the undropped scores).
+    (of the undropped scores). out is a (B, H, Nq, Dh) view of (B, Nq, H, Dh) memory (as
+    flash SDPA returns), so out.transpose(1, 2).reshape(B, Nq, H*Dh) is free; lse is
+    contiguous.
 
     num_kv_splits: 1 = plain kernel, n > 1 = split-KV (lowered so no split is empty).
     dropout_p > 0 drops attention probabilities with the Philox mask of `seed` (int64, one
@@ -465,14 +509,15 @@ def cross_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sc
         q, k, v, o_part, l_part, *in_strides, *o_part.stride(), *l_part.stride(),
         h, nq, nk, dh, per_split, qk_scale, seed_arg, p_arg, **consts)
     wrap_triton(_combine_kernel)[(b * h, triton.cdiv(nq, bm))](
-        o_part, l_part, out, lse, nq, dh, splits, BLOCK_M=bm, BLOCK_D=block_d,
-        num_warps=cfg["num_warps"])
+        o_part, l_part, out, lse, *_store_strides(out), h, nq, dh, splits, BLOCK_M=bm,
+        BLOCK_D=block_d, num_warps=cfg["num_warps"])
     return out, lse
 
 
 @cross_attention_triton.register_fake
 def _cross_attention_fake(q, k, v, scale, num_kv_splits, dropout_p=0.0, seed=None):
-    # explicit: tracing the launcher itself would run the Triton interpreter on fake tensors
+    # explicit: tracing the launcher itself would run the Triton interpreter on fake tensors;
+    # the launcher's own allocation, so the fake strides are the real ones
     return _new_outputs(q)
 
 
@@ -481,13 +526,13 @@ def cross_attention_backward_triton(
         dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         out: torch.Tensor, lse: torch.Tensor, scale: float, dropout_p: float = 0.0,
         seed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dq, dk, dv), contiguous, in q's dtype, from dout = dL/d out and the forward's out, lse
-    (and its dropout_p and seed, which regenerate the forward's mask)."""
+    """(dq, dk, dv) in q's dtype, from dout = dL/d out and the forward's out, lse (and its
+    dropout_p and seed, which regenerate the forward's mask). Each is a (B, H, N, Dh) view of
+    (B, N, H, Dh) memory (as flash SDPA returns), so dq.transpose(1, 2).reshape(B, N, H*Dh)
+    is free."""
     _check_op_args(q, k, v)
     seed_arg, p_arg, dropout = _dropout_args(dropout_p, seed, q)
-    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
-    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    dq, dk, dv = _new_grads(q, k, v)
     b, h, nq, dh = q.shape
     nk = k.shape[2]
     if q.numel() == 0 or k.numel() == 0:
@@ -505,19 +550,18 @@ def cross_attention_backward_triton(
     common = (h, nq, nk, dh, scale * LOG2E, scale, seed_arg, p_arg)
     prec = _precision(q.dtype)
     wrap_triton(_bwd_dkdv_kernel)[(b * h, triton.cdiv(nk, own))](
-        q, k, v, dout, lse, delta, dk, dv, *strides, *common,
+        q, k, v, dout, lse, delta, dk, dv, *strides, *_store_strides(dk), *_store_strides(dv),
+        *common,
         BLOCK_M=step, BLOCK_N=own, BLOCK_D=block_d, PRECISION=prec, DROPOUT=dropout, **launch)
     wrap_triton(_bwd_dq_kernel)[(b * h, triton.cdiv(nq, own))](
-        q, k, v, dout, lse, delta, dq, *strides, *common,
+        q, k, v, dout, lse, delta, dq, *strides, *_store_strides(dq), *common,
         BLOCK_M=own, BLOCK_N=step, BLOCK_D=block_d, PRECISION=prec, DROPOUT=dropout, **launch)
     return dq, dk, dv
 
 
 @cross_attention_backward_triton.register_fake
 def _cross_attention_backward_fake(dout, q, k, v, out, lse, scale, dropout_p=0.0, seed=None):
-    return torch.empty_like(q, memory_format=torch.contiguous_format), \
-        torch.empty_like(k, memory_format=torch.contiguous_format), \
-        torch.empty_like(v, memory_format=torch.contiguous_format)
+    return _new_grads(q, k, v)  # the real kernel's allocation: same shapes and strides
 
 
 def _setup_context(ctx, inputs, output):
