@@ -231,6 +231,42 @@ def test_bad_arguments(change, exc, msg):
         cross_attention(**kwargs)
 
 
+def test_triton_rejects_slices_beyond_int32_row_offsets():
+    """The kernels' in-slice offsets are int32: a (batch, head) slice spanning 2**31 elements
+    must be refused before launch, never addressed with wrapped offsets. (Meta tensors: the
+    strides are real, the 8 GiB of memory is not.)"""
+    from lcnet_fast.ops.triton.cross_attention import _check_int32_rows
+
+    def meta(shape, strides):
+        return torch.empty_strided(shape, strides, device="meta")
+
+    fits = meta((2, 3, 2**20 + 1, 16), (3 * 2**31, 2**31, 2**11 - 1, 1))  # < 2**31
+    _check_int32_rows(q=fits)
+    wraps = meta((2, 3, 2**20 + 1, 16), (3 * 2**31, 2**31, 2**11, 1))  # 2**31 + 15
+    with pytest.raises(RuntimeError, match="k of shape .* spans more than 2\\*\\*31"):
+        _check_int32_rows(q=fits, k=wraps)
+    # the batch and head strides alone may exceed int32 (those offsets are int64)
+    _check_int32_rows(v=meta((4, 8, 16, 16), (2**40, 2**33, 16, 1)))
+
+
+@needs_interp
+@pytest.mark.parametrize("splits", [1, 2])
+def test_triton_launchers_check_int32_rows(monkeypatch, splits):
+    """Both launchers (forward, plain and split, and backward) run the int32 guard on every
+    tensor they address."""
+    from lcnet_fast.ops.triton import cross_attention as ca
+
+    checked = []
+    monkeypatch.setattr(ca, "_check_int32_rows", lambda **t: checked.append(sorted(t)))
+    q, k, v, do = make_qkv(1, 2, 5, 40, 16)
+    q.requires_grad_(True)
+    out, _ = torch.ops.lcnet_fast.cross_attention(q, k, v, 0.25, splits)
+    out.backward(do)
+    expected = [["k", "out", "q", "v"]] + ([["split_partials"]] if splits > 1 else [])
+    expected.append(["dk", "dout", "dq", "dv", "k", "out", "q", "v"])
+    assert checked == expected
+
+
 def test_device_mismatch_message():
     q = z(1, 2, 5, 16)
     k = torch.zeros(1, 2, 7, 16, device="meta")

@@ -453,6 +453,21 @@ def _check_op_args(q, k, v) -> None:
     torch._check(q.shape[3] <= 256, lambda: f"cross_attention: Dh {q.shape[3]} > 256")
 
 
+def _check_int32_rows(**tensors: torch.Tensor) -> None:
+    """The kernels address one (batch, head) slice in int32 (row * row stride + column *
+    column stride; the batch and head parts are int64): its extent must stay below 2**31
+    elements, or the offsets would wrap and read or write the wrong memory silently."""
+    for name, t in tensors.items():
+        if t.numel() == 0:
+            continue
+        extent = sum((t.shape[i] - 1) * abs(t.stride(i)) for i in range(2, t.dim()))
+        torch._check(extent < 2**31,
+                     lambda name=name, t=t: f"cross_attention: {name} of shape "
+                     f"{tuple(t.shape)} and strides {t.stride()} spans more than 2**31 "
+                     f"elements within one (batch, head) slice, beyond the kernels' int32 "
+                     f"row offsets")
+
+
 def _dropout_args(dropout_p: float, seed: torch.Tensor | None, like: torch.Tensor) -> tuple:
     """(seed pointer, p, DROPOUT) kernel arguments. Without dropout the seed is never read, so
     any tensor serves as the pointer."""
@@ -488,6 +503,7 @@ def cross_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sc
     if out.numel() == 0:
         return out, lse
     torch._check(nk > 0, lambda: "cross_attention: k and v need at least one key")
+    _check_int32_rows(q=q, k=k, v=v, out=out)
     block_d = _block_d(dh)
     cfg = _fwd_config(block_d, q.dtype, q.device.type)
     bm, bn = cfg["BLOCK_M"], cfg["BLOCK_N"]
@@ -505,6 +521,7 @@ def cross_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sc
         return out, lse
     o_part = q.new_empty((b, h, splits, nq, dh), dtype=torch.float32)
     l_part = q.new_empty((b, h, splits, nq), dtype=torch.float32)
+    _check_int32_rows(split_partials=o_part)
     wrap_triton(_fwd_kernel)[(b * h, triton.cdiv(nq, bm), splits)](
         q, k, v, o_part, l_part, *in_strides, *o_part.stride(), *l_part.stride(),
         h, nq, nk, dh, per_split, qk_scale, seed_arg, p_arg, **consts)
@@ -537,6 +554,7 @@ def cross_attention_backward_triton(
     nk = k.shape[2]
     if q.numel() == 0 or k.numel() == 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
+    _check_int32_rows(q=q, k=k, v=v, out=out, dout=dout, dq=dq, dk=dk, dv=dv)
     block_d = _block_d(dh)
     cfg = _bwd_config(block_d, q.dtype, q.device.type)
     own, step = cfg["OWN"], cfg["STEP"]
