@@ -1,6 +1,6 @@
 """benchmarks/gpu_check.sh, statically: it must parse, and its stage limits must fit one device
-call (the device tool gives one command at most 600 s; the script's limits leave room for the
-machine's start, the environment header and the copies between stages)."""
+call (the device tool gives one command at most 600 s; the script's limits leave 60 s of that for
+the environment header, the summary and the copies between stages)."""
 import re
 import shutil
 import subprocess
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
-BUDGET_S = 500  # the worst case the script's header promises
+BUDGET_S = 540  # the worst case the script's header promises
 
 
 def stage_limits(text: str) -> dict[str, int]:
@@ -29,8 +29,9 @@ def test_stage_limits_fit_the_budget():
     limits = stage_limits(SCRIPT.read_text())
     # the stages that produce the issue's figures are all there
     for name in ("build", "gpu-tests", "bench-warmup", "bench-cross_attention",
-                 "bench-crop_views", "bench-dropout_add_layer_norm", "bench-lcnet-paper",
-                 "bench-lcnet-stack", "cost-tables"):
+                 "bench-crop_views", "bench-dropout_add_layer_norm", "bench-lcnet-single-image",
+                 "bench-lcnet-one-call", "bench-lcnet-stack", "bench-lcnet-stack-compiled",
+                 "cost-tables"):
         assert name in limits, f"stage {name} is missing from gpu_check.sh"
     assert sum(limits.values()) <= BUDGET_S, limits
     assert f"{BUDGET_S} s" in SCRIPT.read_text(), "the header's budget sentence is out of date"

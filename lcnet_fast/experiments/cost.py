@@ -325,6 +325,14 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_tables(result: dict, paths: list[str]) -> None:
+    """result as Markdown (paths[0]) and JSON (paths[1]), each replaced atomically."""
+    from lcnet_fast.checkpoint import write_bytes_atomic
+
+    write_bytes_atomic(paths[0], markdown(result).encode("utf-8"))
+    write_bytes_atomic(paths[1], (json.dumps(result, indent=2) + "\n").encode("utf-8"))
+
+
 def run_cost(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.threads > 0:
@@ -332,18 +340,6 @@ def run_cost(argv: list[str] | None = None) -> dict:
     device = resolve_device(args.device)
     autocast_dtype = resolve_dtype(args.precision, device)
     command = "python -m lcnet_fast.experiments cost " + shlex.join(argv or [])
-    rows = []
-    for depth, crop in args.grid_list:
-        start = time.perf_counter()
-        rows.append(measure_config(args, depth, crop, device, autocast_dtype))
-        r = rows[-1]
-        print(
-            f"[cost] LLCD {depth} CF {crop}: train {r['fast']['train_s']:.3f} / "
-            f"{r['reference']['train_s']:.3f} s, infer {r['fast']['infer_s'] * 1e3:.1f} / "
-            f"{r['reference']['infer_s'] * 1e3:.1f} ms (fast / reference) "
-            f"[{time.perf_counter() - start:.0f} s]",
-            flush=True,
-        )
     setup = {
         "device": device.type,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
@@ -361,15 +357,27 @@ def run_cost(argv: list[str] | None = None) -> dict:
         "warmup": args.warmup,
         "memory": "not measured" if args.no_memory else memory_note(device),
     }
+    rows = []
     result = {"command": command, "setup": setup, "models": list(MODELS), "rows": rows}
     stem = args.stem or f"cost_{device.type}"
     os.makedirs(args.output, exist_ok=True)
     paths = [os.path.join(args.output, f"{stem}.md"), os.path.join(args.output, f"{stem}.json")]
-    with open(paths[0], "w", encoding="utf-8") as handle:
-        handle.write(markdown(result))
-    with open(paths[1], "w", encoding="utf-8") as handle:
-        json.dump(result, handle, indent=2)
-        handle.write("\n")
+    for depth, crop in args.grid_list:
+        start = time.perf_counter()
+        rows.append(measure_config(args, depth, crop, device, autocast_dtype))
+        # the tables so far, after every configuration: a run cut short (a time limit, a
+        # crash in a big configuration) keeps the rows it measured
+        write_tables(result, paths)
+        r = rows[-1]
+        print(
+            f"[cost] LLCD {depth} CF {crop}: train {r['fast']['train_s']:.3f} / "
+            f"{r['reference']['train_s']:.3f} s, infer {r['fast']['infer_s'] * 1e3:.1f} / "
+            f"{r['reference']['infer_s'] * 1e3:.1f} ms (fast / reference) "
+            f"[{time.perf_counter() - start:.0f} s]",
+            flush=True,
+        )
+    if not rows:
+        write_tables(result, paths)
     if not args.no_plot:
         from lcnet_fast.experiments.plots import plot_cost
 

@@ -106,7 +106,11 @@ def crop_views_reference(images: torch.Tensor, level: int, size: int, mean: torc
     """Plain PyTorch op chain (the oracle). mean/std: (3,) tensors. compute_dtype=float64
     gives the high-precision reference the tests measure every backend against."""
     b = images.shape[0]
-    x = images.permute(0, 3, 1, 2).to(compute_dtype) / 255  # (B, 3, H, W)
+    # A 0-dim divisor on images' device, not the Python scalar 255: CUDA divides by a CPU
+    # scalar as a * (1/255), 1 ulp off true division for about half the byte values in fp32,
+    # and the kernels (and CPU torch) divide exactly.
+    x = images.permute(0, 3, 1, 2).to(compute_dtype) / torch.full(
+        (), 255.0, dtype=compute_dtype, device=images.device)  # (B, 3, H, W)
     thumb = x if level == 1 else F.avg_pool2d(x, level)  # (B, 3, S, S)
     views = [thumb.unsqueeze(1)]
     if level > 1:

@@ -50,6 +50,28 @@ def test_cost_cli_tiny(tmp_path):
     assert (tmp_path / "cost_cpu.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_cost_keeps_the_rows_measured_before_a_failure(tmp_path, monkeypatch):
+    """The tables are rewritten after every configuration: a run cut short by a time limit or
+    a crash in a later (bigger) configuration keeps what it measured."""
+    from lcnet_fast.experiments import cost
+
+    def measure(args, depth, crop, device, autocast_dtype):
+        if crop == 2:
+            raise RuntimeError("CUDA out of memory (planted)")
+        sample = {"train_s": 1.0, "infer_s": 0.01, "peak_mb": None}
+        return {"num_layers": depth, "crop_level": crop, "input_size": 16 * crop, "views": 1,
+                "fast": sample, "reference": sample, "train_s_ratio": 1.0, "infer_s_ratio": 1.0,
+                "peak_mb_ratio": None}
+
+    monkeypatch.setattr(cost, "measure_config", measure)
+    with pytest.raises(RuntimeError, match="planted"):
+        cost.run_cost(["--grid", "1x1,2x2", "--device", "cpu", "--no-plot",
+                       "--output", str(tmp_path)])
+    result = json.loads((tmp_path / "cost_cpu.json").read_text())
+    assert [(r["num_layers"], r["crop_level"]) for r in result["rows"]] == [(1, 1)]
+    assert (tmp_path / "cost_cpu.md").read_text().count("\n| ") == 2  # header + 1 row
+
+
 def test_cpu_peak_growth_sees_a_known_allocation():
     def step():
         a = torch.ones(4 * 2**20 // 4)  # 4 MiB
