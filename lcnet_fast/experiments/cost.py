@@ -376,8 +376,6 @@ def run_cost(argv: list[str] | None = None) -> dict:
             f"[{time.perf_counter() - start:.0f} s]",
             flush=True,
         )
-    if not rows:
-        write_tables(result, paths)
     if not args.no_plot:
         from lcnet_fast.experiments.plots import plot_cost
 
