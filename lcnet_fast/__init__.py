@@ -8,13 +8,14 @@ from lcnet_fast import ops
 from lcnet_fast._build_info import build_info
 from lcnet_fast.inference import Predictor
 from lcnet_fast.losses import AsymmetricLoss, asymmetric_loss
-from lcnet_fast.models import LCNet, LLCDLayer
+from lcnet_fast.models import LCNet, LLCDLayer, PooledClassifier
 
 __version__ = "0.1.0"
 __all__ = [
     "AsymmetricLoss",
     "LCNet",
     "LLCDLayer",
+    "PooledClassifier",
     "Predictor",
     "asymmetric_loss",
     "build_info",

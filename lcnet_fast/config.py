@@ -80,6 +80,9 @@ class DataConfig:
     synthetic_num_classes: int = 10
     synthetic_seed: int = 0
     synthetic_cache: bool = True  # keep drawn images in memory across epochs (main process only)
+    # themes (the main job's scenes) | small_objects (the benchmark for crops, depth and graph:
+    # lcnet_fast/data/small_objects.py)
+    synthetic_kind: str = "themes"
     # label graph initialisation
     label_embeddings: str = "one_hot"  # one_hot | path to a word-vector file (load_word_vectors)
     correlation_init: str = "cosine"  # cosine (of the embeddings) | cooccurrence (of train labels)
@@ -87,6 +90,10 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    # lcnet | pooled: the plain baseline (backbone on the whole crop_level*image_size input,
+    # global average pooling, linear head; lcnet_fast/models/pooled.py). Only backbone,
+    # pretrained, crop_level * image_size and drop_path_rate apply to it.
+    arch: str = "lcnet"
     backbone: str = "test_resnet"  # timm's tiny test ResNet: the synthetic job fits 2 CPU cores
     pretrained: bool = False
     crop_level: int = 2
@@ -101,6 +108,16 @@ class ModelConfig:
     mirror_inputs: bool = False
     max_views_per_call: int = 0  # 0 = the model's per-device default
     drop_path_rate: float = 0.0  # passed to timm as backbone_kwargs when > 0
+    # eq. (1) of the paper: literal (as printed: no residual path for the label queries) |
+    # residual (INT3 = AddNorm(DO(MHA2) + INT1), Q' = AddNorm(DO(INT4) + INT3))
+    llcd_reading: str = "literal"
+
+    def view_geometry(self) -> tuple[int, int]:
+        """(crop level, view size) of the model's input views. The pooled baseline takes the
+        whole crop_level * image_size image as one view."""
+        if self.arch == "pooled":
+            return 1, self.crop_level * self.image_size
+        return self.crop_level, self.image_size
 
 
 @dataclass
@@ -140,6 +157,9 @@ class TrainConfig:
     select_metric: str = "mAP"  # validation metric that picks `best`
     final_weights: str = "best"  # best | last: which checkpoint the final test metrics use
     threshold: float = 0.5
+    # validation / test scores whose spread across images (mean per-class std, metrics.py) is
+    # below this are reported as a collapsed run: the model answers the same for every image
+    collapse_spread: float = 0.02
     log_every: int = 10  # progress line every N optimizer steps
     checkpoint_every_steps: int = 0  # also save `last` every N optimizer steps (mid-epoch resume)
     output: str = ""  # run directory; "" = runs/<name or timestamp>
@@ -161,6 +181,17 @@ class RunConfig:
                 self.data.dataset in ("synthetic", "coco", "voc", "csv"),
                 "data.dataset",
                 "one of synthetic, coco, voc, csv",
+            ),
+            (
+                self.data.synthetic_kind in ("themes", "small_objects"),
+                "data.synthetic_kind",
+                "themes or small_objects",
+            ),
+            (self.model.arch in ("lcnet", "pooled"), "model.arch", "lcnet or pooled"),
+            (
+                self.model.llcd_reading in ("literal", "residual"),
+                "model.llcd_reading",
+                "literal or residual",
             ),
             (self.model.crop_level >= 1, "model.crop_level", ">= 1"),
             (self.model.image_size >= 8, "model.image_size", ">= 8"),
@@ -190,6 +221,7 @@ class RunConfig:
                 "false when train.ema is false (there are no EMA weights to report)",
             ),
             (self.train.eval_every >= 1, "train.eval_every", ">= 1"),
+            (0.0 <= self.train.collapse_spread < 0.5, "train.collapse_spread", "in [0, 0.5)"),
             (0.0 <= self.data.val_fraction < 1.0, "data.val_fraction", "in [0, 1)"),
             (
                 len(self.data.mean) == 3 and len(self.data.std) == 3,

@@ -28,7 +28,13 @@ from lcnet_fast.engine.data import DeviceViews, EmptySplitError, build_split, ma
 from lcnet_fast.engine.distributed import pick_device
 from lcnet_fast.engine.loop import resolve_precision, score_split
 from lcnet_fast.engine.model import model_from_checkpoint
-from lcnet_fast.engine.report import compute_metrics, format_table, summary, write_json
+from lcnet_fast.engine.report import (
+    collapse_warning,
+    compute_metrics,
+    format_table,
+    summary,
+    write_json,
+)
 from lcnet_fast.engine.sampler import ShardSampler
 
 
@@ -69,7 +75,8 @@ def parse_args(argv):
 
 
 def data_config(checkpoint, args, overrides: dict) -> tuple[DataConfig, ModelConfig, float, int]:
-    """Dataset settings: the checkpoint's recorded run config, then the command line."""
+    """Dataset settings: the checkpoint's recorded run config, then the command line. Also
+    sets args.collapse_spread (the run's train.collapse_spread)."""
     recorded = checkpoint.meta.get("config") or {}
     cfg = config_from_dict(recorded) if recorded else config_from_dict({})
     extra = dict(overrides)
@@ -91,6 +98,7 @@ def data_config(checkpoint, args, overrides: dict) -> tuple[DataConfig, ModelCon
     if cfg.data.dataset == "synthetic":
         cfg.data.synthetic_image_size = pre["input_size"]
     threshold = args.threshold if args.threshold is not None else cfg.train.threshold
+    args.collapse_spread = cfg.train.collapse_spread
     batch = args.batch_size or cfg.train.eval_batch_size
     return cfg.data, model_cfg, threshold, batch
 
@@ -131,7 +139,14 @@ def evaluate(args, overrides: dict) -> dict:
     )
     metrics = compute_metrics(scores, targets, threshold)
     return summary(
-        metrics, checkpoint.classes, args.split, len(dataset), threshold, weights, checkpoint.path
+        metrics,
+        checkpoint.classes,
+        args.split,
+        len(dataset),
+        threshold,
+        weights,
+        checkpoint.path,
+        args.collapse_spread,
     )
 
 
@@ -140,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     with torch.inference_mode():
         result = evaluate(args, overrides)
     print(format_table(result, per_class=True))
+    if result["collapsed"]:
+        print(collapse_warning(args.split, result["score_spread"], args.collapse_spread))
     if args.output:
         write_json(args.output, result)
         print(f"wrote {args.output}")

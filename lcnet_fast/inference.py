@@ -64,10 +64,25 @@ def infer_model_config(model: torch.nn.Module, backbone_kwargs: dict | None = No
     """The recorded-model-config dict (LCNet constructor arguments + label_embedding_dim, as the
     train driver records it) read off a built LCNet. backbone_kwargs (e.g. drop_path_rate) cannot
     be read back and default to {}; they do not change the state_dict."""
+    from lcnet_fast.models import PooledClassifier
+
+    if isinstance(model, PooledClassifier):
+        return {
+            "arch": "pooled",
+            "num_classes": model.num_classes,
+            "backbone": model.body.pretrained_cfg["architecture"],
+            "pretrained": False,
+            "crop_level": 1,
+            "image_size": model.image_size,
+            "backbone_kwargs": dict(backbone_kwargs or {}),
+            "label_embedding_dim": 0,
+        }
     layer = model.decoder[0]
     graph = model.label_graph
     body = model.backbone.body
     return {
+        "arch": "lcnet",
+        "llcd_reading": layer.reading,
         "num_classes": model.num_classes,
         "backbone": body.pretrained_cfg["architecture"],
         "pretrained": False,

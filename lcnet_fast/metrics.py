@@ -20,6 +20,10 @@ Definitions (all reported in percent):
   (OP + OR). Any 0/0 is 0.
 * Top-k (``*_top3``): per image only the k highest scores that ALSO reach the threshold are
   predicted positive (ties at rank k broken by the lower class index), then the same formulas.
+* ``score_spread`` (not in percent): the standard deviation over images of each class's score,
+  averaged over classes. It measures how much the scores depend on the image at all; a model that
+  gives every image the same scores ("collapsed") has a spread near 0 whatever its mAP looks like
+  (AP of a constant score is the class's positive rate, so a collapsed model still gets a number).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["average_precision", "multilabel_metrics"]
+__all__ = ["average_precision", "multilabel_metrics", "score_spread"]
 
 
 def _as_array(x: Any, name: str) -> np.ndarray:
@@ -102,6 +106,14 @@ def _thresholded(pred: np.ndarray, pos: np.ndarray) -> dict[str, float]:
     }
 
 
+def score_spread(scores: Any) -> float:
+    """Mean over classes of the std over images of the (n, C) scores (population std)."""
+    s = _as_array(scores, "scores")
+    if s.ndim != 2 or s.shape[0] == 0:
+        raise ValueError(f"scores must have shape (n, C) with n >= 1, got {s.shape}")
+    return float(s.std(axis=0).mean())
+
+
 def multilabel_metrics(
     scores: Any, targets: Any, threshold: float = 0.5, top_k: int = 3
 ) -> dict[str, Any]:
@@ -110,8 +122,8 @@ def multilabel_metrics(
 
     Returns a dict with float ``mAP, CP, CR, CF1, OP, OR, OF1`` and ``CP_top3 ... OF1_top3`` (the
     suffix follows ``top_k``), ``AP`` (list of C floats, NaN for classes without a positive),
-    ``AP_std`` and ``classes_without_positive`` (list of class indices). See the module docstring
-    for the exact definitions and 0/0 conventions.
+    ``AP_std``, ``classes_without_positive`` (list of class indices) and ``score_spread``. See the
+    module docstring for the exact definitions and 0/0 conventions.
     """
     s, t = _validate(scores, targets)
     if top_k < 1:
@@ -124,6 +136,7 @@ def multilabel_metrics(
         "AP_std": float(100 * ap[valid].std()) if valid.any() else float("nan"),
         "AP": [float(100 * a) for a in ap],
         "classes_without_positive": [int(j) for j in np.flatnonzero(~valid)],
+        "score_spread": score_spread(s),
     }
     pos = t == 1
     pred = s >= threshold

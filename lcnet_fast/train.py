@@ -68,7 +68,13 @@ from lcnet_fast.engine.loop import (
 )
 from lcnet_fast.engine.model import architecture, build_model, model_config_from
 from lcnet_fast.engine.progress import EpochCSV, Progress
-from lcnet_fast.engine.report import compute_metrics, format_table, summary, write_json
+from lcnet_fast.engine.report import (
+    collapse_warning,
+    compute_metrics,
+    format_table,
+    summary,
+    write_json,
+)
 from lcnet_fast.engine.sampler import EpochSampler, SeededAugmentation, ShardSampler
 
 # Settings that may differ when resuming (where the data lives, how fast, how chatty); anything else
@@ -214,9 +220,10 @@ def build_criterion(cfg: RunConfig):
 
 
 def preprocess_record(cfg: RunConfig) -> dict:
+    crop_level, view_size = cfg.model.view_geometry()
     return {
-        "crop_level": cfg.model.crop_level,
-        "image_size": cfg.model.image_size,
+        "crop_level": crop_level,
+        "image_size": view_size,
         "input_size": cfg.model.crop_level * cfg.model.image_size,
         "mean": list(cfg.data.mean),
         "std": list(cfg.data.std),
@@ -492,8 +499,12 @@ class Run:
             if metrics is not None:
                 value = metrics[cfg.train.select_metric]
                 improved = self.best is None or value > self.best["value"]
+                spread = metrics["score_spread"]
                 row.update(
-                    val_metric=f"{value:.4f}", val_mAP=f"{metrics['mAP']:.4f}", best=int(improved)
+                    val_metric=f"{value:.4f}",
+                    val_mAP=f"{metrics['mAP']:.4f}",
+                    val_score_spread=f"{spread:.5f}",
+                    best=int(improved),
                 )
                 if improved:
                     self.best = {
@@ -506,6 +517,10 @@ class Run:
                     f"epoch {epoch + 1}: val {cfg.train.select_metric} {value:.2f}"
                     f"{' (best)' if improved else ''}  [{seconds:.0f} s]"
                 )
+                if spread < cfg.train.collapse_spread:
+                    self.progress.print(
+                        collapse_warning("validation", spread, cfg.train.collapse_spread)
+                    )
             if self.main:
                 self.csv.append(
                     row
@@ -541,10 +556,15 @@ class Run:
             self.cfg.train.threshold,
             self.reported_prefix,
             which,
+            self.cfg.train.collapse_spread,
         )
         if self.main:
             write_json(os.path.join(self.run_dir, "metrics.json"), result)
             self.progress.print(format_table(result))
+            if result["collapsed"]:
+                self.progress.print(
+                    collapse_warning("test", result["score_spread"], self.cfg.train.collapse_spread)
+                )
         return result
 
 

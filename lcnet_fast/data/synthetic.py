@@ -8,7 +8,7 @@ CLI::
 
     python -m lcnet_fast.data.synthetic --out DIR --format coco|voc|csv \
         [--num-images N] [--image-size S] [--num-classes C] [--seed K] \
-        [--split train,test] [--ext png|jpg]
+        [--split train,test] [--kind themes|small_objects] [--ext png|jpg]
 
 writes each split with the layout described in :mod:`lcnet_fast.data.writers`; the matching reader
 reads it back exactly (PNG: same pixels too).
@@ -23,9 +23,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .scene import CATALOGUE, SPLIT_IDS, SceneObject, draw_scene, sample_labels, sample_objects
+from . import scene, small_objects
+from .scene import SPLIT_IDS, SceneObject
 
-__all__ = ["SyntheticScenes", "DEFAULT_SYNTHETIC", "main"]
+__all__ = ["SyntheticScenes", "DEFAULT_SYNTHETIC", "KINDS", "main"]
+
+# scene families: "themes" (lcnet_fast.data.scene, the main job's data) and "small_objects"
+# (lcnet_fast.data.small_objects, the benchmark where crops, depth and the graph are tested)
+KINDS = {"themes": scene, "small_objects": small_objects}
 
 # The configuration recommended for the default training run (2 CPU cores, a few minutes):
 # crop_level 2 x view size 64 -> full images of 128 px.
@@ -38,7 +43,8 @@ class SyntheticScenes(Dataset):
     Args:
         num_images: images in this split.
         image_size: side of the square images, in pixels.
-        num_classes: 1..16; the first ``num_classes`` entries of ``scene.CATALOGUE``.
+        num_classes: the first ``num_classes`` entries of the kind's ``CATALOGUE`` (themes: 1..16,
+            small_objects: 1..10).
         seed: base seed; ``split`` ("train", "val", "test") selects an independent stream, so splits
             never share images.
         transform: applied to the uint8 ``(3, S, S)`` image tensor.
@@ -48,6 +54,9 @@ class SyntheticScenes(Dataset):
         noise: amplitude of the per-pixel background noise (0..255 scale).
         cache: keep drawn images in memory (about S*S*3 bytes each), useful when many epochs are run
             in the main process.
+        kind: "themes" (default) or "small_objects"; the latter has no themes (``num_themes``,
+            ``p_home``, ``p_other`` and ``clutter`` do not apply) and draws every scene on a fixed
+            canvas that is area-averaged to ``image_size``.
     """
 
     def __init__(
@@ -64,15 +73,22 @@ class SyntheticScenes(Dataset):
         clutter: int = 4,
         noise: int = 12,
         cache: bool = False,
+        kind: str = "themes",
     ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+        self.kind, self._family = kind, KINDS[kind]
+        catalogue = self._family.CATALOGUE
         if split not in SPLIT_IDS:
             raise ValueError(f"split must be one of {sorted(SPLIT_IDS)}, got {split!r}")
         if num_images < 1:
             raise ValueError(
                 f"num_images must be >= 1 (an empty split is not a dataset), got {num_images}"
             )
-        if not 1 <= num_classes <= len(CATALOGUE):
-            raise ValueError(f"num_classes must be in 1..{len(CATALOGUE)}, got {num_classes}")
+        if not 1 <= num_classes <= len(catalogue):
+            raise ValueError(
+                f"num_classes must be in 1..{len(catalogue)} for kind {kind!r}, got {num_classes}"
+            )
         if image_size < 32:
             raise ValueError(
                 f"image_size must be >= 32 so tiny objects stay >= 3 px, got {image_size}"
@@ -88,15 +104,19 @@ class SyntheticScenes(Dataset):
         self.transform = transform
         self.num_themes, self.p_home, self.p_other = int(num_themes), float(p_home), float(p_other)
         self.clutter, self.noise = int(clutter), int(noise)
-        self.classes = [spec.name for spec in CATALOGUE[:num_classes]]
-        self.tiny_classes = [i for i, spec in enumerate(CATALOGUE[:num_classes]) if spec.tiny]
+        self.classes = [spec.name for spec in catalogue[:num_classes]]
+        self.tiny_classes = [i for i, spec in enumerate(catalogue[:num_classes]) if spec.tiny]
         themes, rows = zip(*(self._labels(i) for i in range(self.num_images)), strict=True)
         self.themes = torch.tensor(themes, dtype=torch.long)
         self.labels = torch.from_numpy(np.stack(rows)).to(torch.int8)
         self._cache: dict[int, torch.Tensor] | None = {} if cache else None
 
     def _labels(self, index: int):
-        return sample_labels(
+        if self.kind == "small_objects":
+            return -1, small_objects.sample_labels(
+                self.seed, self.split_id, index, self.num_classes
+            )
+        return scene.sample_labels(
             self.seed,
             self.split_id,
             index,
@@ -117,8 +137,13 @@ class SyntheticScenes(Dataset):
         return f"{self.split}_{index:06d}"
 
     def objects(self, index: int) -> list[SceneObject]:
-        """Clutter (class_index -1) and class instances of image ``index``, with pixel boxes."""
-        return sample_objects(
+        """Clutter (class_index -1) and class instances of image ``index``, with pixel boxes
+        (small_objects: boxes on its fixed canvas of ``small_objects.CANVAS`` pixels)."""
+        if self.kind == "small_objects":
+            return small_objects.sample_objects(
+                self.seed, self.split_id, index, self.labels[index].numpy()
+            )
+        return scene.sample_objects(
             self.seed,
             self.split_id,
             index,
@@ -131,15 +156,20 @@ class SyntheticScenes(Dataset):
         """The uint8 ``(3, S, S)`` image, without transform."""
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        arr = draw_scene(
-            self.seed,
-            self.split_id,
-            index,
-            int(self.themes[index]),
-            self.objects(index),
-            self.image_size,
-            self.noise,
-        )
+        if self.kind == "small_objects":
+            arr = small_objects.draw_scene(
+                self.seed, self.split_id, index, self.objects(index), self.image_size, self.noise
+            )
+        else:
+            arr = scene.draw_scene(
+                self.seed,
+                self.split_id,
+                index,
+                int(self.themes[index]),
+                self.objects(index),
+                self.image_size,
+                self.noise,
+            )
         image = torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
         if self._cache is not None:
             self._cache[index] = image
@@ -172,6 +202,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--split", default="train,test", help="comma-separated splits among train,val,test"
     )
+    p.add_argument("--kind", default="themes", choices=sorted(KINDS), help="scene family")
     p.add_argument(
         "--ext", default="png", choices=("png", "jpg"), help="png is lossless; jpg is quality 95"
     )
@@ -189,6 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             num_classes=args.num_classes,
             seed=args.seed,
             split=split,
+            kind=args.kind,
         )
         where = write_dataset(ds, args.out, args.format, ext=args.ext)
         print(f"wrote {len(ds)} {split} images ({args.format}) -> {where}")

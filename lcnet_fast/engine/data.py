@@ -71,7 +71,7 @@ class DeviceViews:
 
     @classmethod
     def from_config(cls, data: DataConfig, model: ModelConfig) -> DeviceViews:
-        return cls(model.crop_level, model.image_size, data.mean, data.std)
+        return cls(*model.view_geometry(), data.mean, data.std)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         from lcnet_fast.ops.crop_views import crop_views
@@ -113,6 +113,7 @@ def build_split(
             split=split,
             transform=transform,
             cache=data.synthetic_cache,
+            kind=data.synthetic_kind,
         )
     if kind == "coco":
         from lcnet_fast.data.coco import CocoDataset

@@ -14,6 +14,8 @@ from lcnet_fast.config import ModelConfig
 
 # settings that change the state_dict or the computation; dropout and max_views_per_call do not
 ARCHITECTURE_KEYS = (
+    "arch",
+    "llcd_reading",
     "num_classes",
     "backbone",
     "crop_level",
@@ -30,9 +32,15 @@ ARCHITECTURE_KEYS = (
 )
 
 
+# what a checkpoint written before a key existed was trained with
+RECORDED_DEFAULTS = {"arch": "lcnet", "llcd_reading": "literal"}
+
+
 def model_config_from(cfg: ModelConfig, num_classes: int, label_embedding_dim: int) -> dict:
     backbone_kwargs = {"drop_path_rate": cfg.drop_path_rate} if cfg.drop_path_rate > 0 else {}
     return {
+        "arch": cfg.arch,
+        "llcd_reading": cfg.llcd_reading,
         "num_classes": num_classes,
         "backbone": cfg.backbone,
         "pretrained": cfg.pretrained,
@@ -53,7 +61,8 @@ def model_config_from(cfg: ModelConfig, num_classes: int, label_embedding_dim: i
 
 
 def architecture(model_config: dict) -> dict:
-    return {key: model_config.get(key) for key in ARCHITECTURE_KEYS}
+    recorded = RECORDED_DEFAULTS | model_config
+    return {key: recorded.get(key) for key in ARCHITECTURE_KEYS}
 
 
 def build_model(
@@ -62,16 +71,22 @@ def build_model(
     correlation: torch.Tensor | None = None,
     pretrained: bool | None = None,
 ) -> torch.nn.Module:
-    """LCNet from a recorded model config. Without embeddings, a zero placeholder of the recorded
-    shape is used (the real values come from the checkpoint)."""
-    from lcnet_fast.models import (
-        LCNet,  # imported here: `python -m lcnet_fast.config` needs no model code
-    )
+    """LCNet (or the pooled baseline) from a recorded model config. Without embeddings, a zero
+    placeholder of the recorded shape is used (the real values come from the checkpoint)."""
+    from lcnet_fast.models import LCNet, PooledClassifier
 
-    kwargs = dict(model_config)
-    embedding_dim = kwargs.pop("label_embedding_dim")
+    kwargs = RECORDED_DEFAULTS | dict(model_config)
     if pretrained is not None:
         kwargs["pretrained"] = pretrained
+    if kwargs.pop("arch") == "pooled":
+        return PooledClassifier(
+            kwargs["num_classes"],
+            kwargs["backbone"],
+            kwargs["pretrained"],
+            kwargs["crop_level"] * kwargs["image_size"],
+            kwargs["backbone_kwargs"],
+        )
+    embedding_dim = kwargs.pop("label_embedding_dim")
     if label_embeddings is None:
         label_embeddings = torch.zeros(kwargs["num_classes"], embedding_dim)
     elif tuple(label_embeddings.shape) != (kwargs["num_classes"], embedding_dim):

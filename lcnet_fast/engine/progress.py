@@ -23,6 +23,7 @@ EPOCH_FIELDS = [
     "epoch_seconds",
     "val_metric",
     "val_mAP",
+    "val_score_spread",
     "best",
 ]
 

@@ -26,8 +26,12 @@ def summary(
     threshold: float,
     weights: str,
     source: str,
+    collapse_spread: float = 0.0,
 ) -> dict:
-    """JSON-able result: the table values, per-class AP by class name, and what was evaluated."""
+    """JSON-able result: the table values, per-class AP by class name, and what was evaluated.
+
+    ``collapsed`` is true when the scores' spread across images (metrics.score_spread) is below
+    ``collapse_spread``: the model answers (nearly) the same for every image."""
 
     def clean(value):
         return None if isinstance(value, float) and math.isnan(value) else value
@@ -46,7 +50,18 @@ def summary(
     out["classes_without_positive"] = [
         classes[i] for i in metrics.get("classes_without_positive", [])
     ]
+    out["score_spread"] = metrics["score_spread"]
+    out["collapsed"] = bool(metrics["score_spread"] < collapse_spread)
     return out
+
+
+def collapse_warning(split: str, spread: float, limit: float) -> str:
+    """The one line printed when a split's scores barely depend on the image."""
+    return (
+        f"warning: COLLAPSED: {split} scores barely depend on the image (spread across images "
+        f"{spread:.4f} < train.collapse_spread {limit:g}); the model gives (nearly) every image "
+        f"the same answer and its mAP is a base rate, not a trained model (README: 'Collapsed runs')"
+    )
 
 
 def _fmt(value) -> str:
@@ -65,6 +80,11 @@ def format_table(result: dict, per_class: bool = False) -> str:
         row_all,
         row_top,
     ]
+    if result.get("collapsed"):
+        lines.append(
+            f"COLLAPSED: score spread across images {result['score_spread']:.4f}: the scores do "
+            "not depend on the image"
+        )
     if per_class:
         width = max(len(name) for name in result["per_class_AP"])
         lines.append("per-class AP:")

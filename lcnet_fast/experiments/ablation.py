@@ -194,7 +194,9 @@ def markdown(result: dict) -> str:
     lines = [
         f"Command: `{result['command']}`",
         "",
-        f"Dataset {setup['dataset']} ({setup['train_images']} train / {setup['test_images']} test "
+        f"Dataset {setup['dataset']}"
+        f"{' (' + setup['synthetic_kind'] + ')' if setup.get('synthetic_kind') else ''} "
+        f"({setup['train_images']} train / {setup['test_images']} test "
         f"images, {setup['num_classes']} classes), backbone {setup['backbone']} "
         f"(pretrained={setup['pretrained']}), view size M = {setup['view_size']} px (input k*M), "
         f"d_model {setup['d_model']}, {setup['epochs']} epochs, batch {setup['batch_size']}, "
@@ -202,9 +204,9 @@ def markdown(result: dict) -> str:
         "mean ± sample std over seeds; Δ mAP is paired by seed against "
         f"`{result['baseline']}`.",
         "",
-        "| row | LLCD | crop (input px) | graph | mirror | mAP | Δ mAP | CF1 | OF1 | CF1 top-3 "
-        "| tiny AP | paper mAP |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| row | LLCD | eq. (1) | crop (input px) | graph | mirror | mAP | Δ mAP | CF1 | OF1 "
+        "| CF1 top-3 | tiny AP | paper mAP |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in agg:
         model = entry["model"]
@@ -213,10 +215,16 @@ def markdown(result: dict) -> str:
             if entry["row"] == result["baseline"]
             else _cell(entry["delta_mAP"], signed=True)
         )
+        if model.get("arch") == "pooled":
+            depth, reading, graph, mirror = "pooled head", "-", "no", "no"
+        else:
+            depth = model["num_layers"]
+            reading = model.get("llcd_reading", setup.get("llcd_reading", "literal"))
+            graph = "yes" if model["use_graph"] else "no"
+            mirror = "yes" if model["mirror_inputs"] else "no"
         lines.append(
-            f"| `{entry['row']}` | {model['num_layers']} | {model['crop_level']} "
-            f"({entry['input_size']}) | {'yes' if model['use_graph'] else 'no'} | "
-            f"{'yes' if model['mirror_inputs'] else 'no'} | {_cell(entry['mAP'])} | "
+            f"| `{entry['row']}` | {depth} | {reading} | {model['crop_level']} "
+            f"({entry['input_size']}) | {graph} | {mirror} | {_cell(entry['mAP'])} | "
             f"{delta} | {_cell(entry['CF1'])} | "
             f"{_cell(entry['OF1'])} | {_cell(entry['CF1_top3'])} | "
             f"{_cell(entry['tiny_AP']['mean'])} | {paper_text(entry['row'])} |"
@@ -266,6 +274,8 @@ def run_ablation(argv: list[str] | None = None) -> dict:
         "pretrained": base.model.pretrained,
         "view_size": base.model.image_size,
         "d_model": base.model.d_model,
+        "llcd_reading": base.model.llcd_reading,
+        "synthetic_kind": base.data.synthetic_kind if base.data.dataset == "synthetic" else None,
         "epochs": base.train.epochs,
         "batch_size": base.train.batch_size,
         "lr": base.optim.lr,

@@ -16,9 +16,12 @@ def _pyplot():
 
 
 def _variant(model: dict) -> str:
+    if model.get("arch") == "pooled":
+        return "pooled baseline"
+    reading = f"{model['llcd_reading']}, " if "llcd_reading" in model else ""
     if model["mirror_inputs"]:
-        return "mirrored inputs" + ("" if model["use_graph"] else ", no graph")
-    return "with graph" if model["use_graph"] else "no graph"
+        return reading + "mirrored inputs" + ("" if model["use_graph"] else ", no graph")
+    return reading + ("with graph" if model["use_graph"] else "no graph")
 
 
 def _series(entries: list[dict], x_key: str, fixed: tuple[str, ...]):
@@ -26,8 +29,14 @@ def _series(entries: list[dict], x_key: str, fixed: tuple[str, ...]):
     groups = defaultdict(list)
     for entry in entries:
         model = entry["model"]
-        key = tuple(model[k] for k in fixed) + (model["use_graph"], model["mirror_inputs"])
-        groups[key].append((model[x_key], entry))
+        # the pooled baseline has no decoder: depth 0, no graph, no reading
+        key = tuple(model.get(k, 0) for k in fixed) + (
+            model.get("arch", "lcnet"),
+            model.get("llcd_reading", ""),
+            model.get("use_graph", False),
+            model.get("mirror_inputs", False),
+        )
+        groups[key].append((model.get(x_key, 0), entry))
     return {
         key: sorted(points, key=lambda p: p[0])
         for key, points in groups.items()
@@ -66,7 +75,7 @@ def plot_ablation(result: dict, path: str) -> None:
         if by_depth:
             ax = axes[index]
             index += 1
-            for (crop, _, _), points in sorted(by_depth.items()):
+            for (crop, *_), points in sorted(by_depth.items()):
                 label = f"crop {crop}, " + _variant(points[0][1]["model"])
                 _errorbar(ax, points, lambda e: e["mAP"], label)
             ax.set_xlabel("LLCD layers")
@@ -75,8 +84,11 @@ def plot_ablation(result: dict, path: str) -> None:
             ax.legend(fontsize=8)
         if by_crop:
             ax = axes[index]
-            for (depth, _, _), points in sorted(by_crop.items()):
-                label = f"{depth} LLCD, " + _variant(points[0][1]["model"])
+            for (depth, *_), points in sorted(by_crop.items()):
+                model = points[0][1]["model"]
+                label = _variant(model)
+                if model.get("arch") != "pooled":
+                    label = f"{depth} LLCD, {label}"
                 _errorbar(ax, points, lambda e: e["mAP"], f"mAP, {label}")
                 if not math.isnan(points[0][1]["tiny_AP"]["mean"]["mean"]):
                     _errorbar(

@@ -1,9 +1,12 @@
 """Ablation rows: names, the config overrides they stand for, and the paper's numbers for them.
 
 A row name is ``d<depth>_c<crop level>`` with optional suffixes ``_nograph`` (``use_graph=False``,
-Tables 5 and 8) and ``_mirror`` (``mirror_inputs=True``, Table 6): ``d6_c3`` is the paper's full
-model, ``d1_c1_nograph`` its base model of Table 8. Everything else (backbone, view size M, data,
-optimiser, epochs) is shared by all rows of one ablation run.
+Tables 5 and 8), ``_mirror`` (``mirror_inputs=True``, Table 6) and ``_literal`` / ``_residual``
+(``llcd_reading``; without one the run config's reading applies): ``d6_c3`` is the paper's full
+model, ``d1_c1_nograph`` its base model of Table 8. ``pooled_c<crop level>`` is the plain baseline
+(``model.arch = pooled``: the backbone on the whole k*M input, global average pooling, a linear
+head). Everything else (backbone, view size M, data, optimiser, epochs) is shared by all rows of
+one ablation run.
 
 Crop level follows the paper: the backbone view size M (``model.image_size``) stays fixed and the
 input is ``k*M`` pixels, so level k sees the image at k times the resolution of level 1 (more
@@ -27,29 +30,41 @@ from dataclasses import dataclass
 
 __all__ = ["Row", "GROUPS", "PAPER", "parse_row", "expand_rows"]
 
-_ROW = re.compile(r"^d(?P<depth>[1-9][0-9]*)_c(?P<crop>[1-9][0-9]*)(?P<flags>(_nograph|_mirror)*)$")
+_ROW = re.compile(
+    r"^d(?P<depth>[1-9][0-9]*)_c(?P<crop>[1-9][0-9]*)"
+    r"(?P<flags>(_nograph|_mirror|_literal|_residual)*)$"
+)
+_POOLED = re.compile(r"^pooled_c(?P<crop>[1-9][0-9]*)$")
 
 
 @dataclass(frozen=True)
 class Row:
     name: str
-    depth: int  # LLCD layers (model.num_layers)
+    depth: int  # LLCD layers (model.num_layers); 0 for the pooled baseline
     crop_level: int  # Crop-Forwarding level k (model.crop_level); input k*M px
     use_graph: bool = True
     mirror_inputs: bool = False
+    reading: str | None = None  # model.llcd_reading; None = the run config's
+    arch: str = "lcnet"  # lcnet | pooled
 
     def model_kwargs(self) -> dict:
-        """The LCNet constructor arguments this row sets (everything else is shared)."""
-        return {
+        """The model settings this row sets (everything else is shared)."""
+        if self.arch == "pooled":
+            return {"arch": "pooled", "crop_level": self.crop_level}
+        out = {
             "num_layers": self.depth,
             "crop_level": self.crop_level,
             "use_graph": self.use_graph,
             "mirror_inputs": self.mirror_inputs,
         }
+        if self.reading is not None:
+            out["llcd_reading"] = self.reading
+        return out
 
     def overrides(self, view_size: int, dataset: str) -> dict:
         """Run-config overrides (dotted keys) for lcnet_fast.config.apply_overrides."""
-        out = {f"model.{key}": value for key, value in self.model_kwargs().items()}
+        out = {"model.arch": self.arch}
+        out.update({f"model.{key}": value for key, value in self.model_kwargs().items()})
         if dataset == "synthetic":
             # the scene is drawn at the model's input resolution k*M (validated by RunConfig)
             out["data.synthetic_image_size"] = self.crop_level * view_size
@@ -57,21 +72,29 @@ class Row:
 
 
 def parse_row(name: str) -> Row:
+    pooled = _POOLED.match(name.strip())
+    if pooled is not None:
+        return Row(name.strip(), 0, int(pooled.group("crop")), use_graph=False, arch="pooled")
     match = _ROW.match(name.strip())
     if match is None:
         raise ValueError(
-            f"unknown ablation row {name!r}: expected d<depth>_c<crop level>[_nograph][_mirror] "
-            f"(e.g. d2_c1, d6_c1_nograph) or a group ({', '.join(GROUPS)})"
+            f"unknown ablation row {name!r}: expected "
+            "d<depth>_c<crop level>[_nograph][_mirror][_literal|_residual] (e.g. d2_c1, "
+            f"d6_c1_nograph_residual), pooled_c<crop level> or a group ({', '.join(GROUPS)})"
         )
     flags = match.group("flags").split("_")[1:]
     if len(flags) != len(set(flags)):
         raise ValueError(f"ablation row {name!r} repeats a suffix")
+    readings = [flag for flag in flags if flag in ("literal", "residual")]
+    if len(readings) > 1:
+        raise ValueError(f"ablation row {name!r} names both readings of eq. (1)")
     return Row(
         name=name.strip(),
         depth=int(match.group("depth")),
         crop_level=int(match.group("crop")),
         use_graph="nograph" not in flags,
         mirror_inputs="mirror" in flags,
+        reading=readings[0] if readings else None,
     )
 
 

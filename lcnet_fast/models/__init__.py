@@ -6,6 +6,7 @@ from lcnet_fast.models.head import PerClassLinear
 from lcnet_fast.models.label_graph import GATLayer, LabelGraph
 from lcnet_fast.models.lcnet import LCNet
 from lcnet_fast.models.llcd import LLCDLayer
+from lcnet_fast.models.pooled import PooledClassifier
 
 __all__ = [
     "BackboneAdapter",
@@ -14,6 +15,7 @@ __all__ = [
     "LLCDLayer",
     "LabelGraph",
     "PerClassLinear",
+    "PooledClassifier",
     "num_views",
     "split_views",
 ]

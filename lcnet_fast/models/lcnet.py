@@ -32,6 +32,7 @@ class LCNet(nn.Module):
         mirror_inputs: bool = False,
         backbone_kwargs: dict | None = None,
         max_views_per_call: int | None = None,
+        llcd_reading: str = "literal",
     ):
         super().__init__()
         if num_classes < 1:
@@ -59,7 +60,8 @@ class LCNet(nn.Module):
         )
         self.query_embed = nn.Embedding(num_classes, d_model)
         self.decoder = nn.ModuleList(
-            LLCDLayer(d_model, num_heads, dim_feedforward, dropout) for _ in range(num_layers)
+            LLCDLayer(d_model, num_heads, dim_feedforward, dropout, llcd_reading)
+            for _ in range(num_layers)
         )
         self.head = PerClassLinear(num_classes, d_model)
 

@@ -1,7 +1,8 @@
 """The Learnable Label Correlation Decoder layer, eq. (1) of the paper, fast path.
 
-Same maths and parameter names as lcnet_reference.LLCDLayer (see its docstring for eq. (1)); what
-changes is how it is computed:
+Same maths and parameter names as lcnet_reference.LLCDLayer (see its docstring for eq. (1) and its
+two readings: reading="literal" as printed, reading="residual" with INT1 and INT3 as the label
+queries' residuals); what changes is how it is computed:
 - projections that read the same tensor are one matmul: KV_img feeds MHA1's query and MHA3's key
   and value; KV_graph feeds MHA1's key/value and MHA3's query; INT2 feeds MHA2's key/value and
   MHA4's query; INT5 feeds MHA4's key/value;
@@ -28,11 +29,26 @@ from lcnet_fast.models.attention import (
 from lcnet_fast.ops.dropout_add_layer_norm import dropout_add_layer_norm
 
 
+READINGS = ("literal", "residual")
+
+
+def check_reading(reading: str) -> str:
+    if reading not in READINGS:
+        raise ValueError(f"reading must be one of {', '.join(READINGS)}, got {reading!r}")
+    return reading
+
+
 class LLCDLayer(nn.Module):
     def __init__(
-        self, d_model: int, num_heads: int, dim_feedforward: int = 2048, dropout: float = 0.1
+        self,
+        d_model: int,
+        num_heads: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        reading: str = "literal",
     ):
         super().__init__()
+        self.reading = check_reading(reading)
 
         def attention() -> ProjectedAttention:
             return ProjectedAttention(d_model, num_heads, dropout)
@@ -120,8 +136,10 @@ class LLCDLayer(nn.Module):
             mha2, weights = self.mha2.attend(q2, k2, v2, need_weights=True)
         else:
             mha2 = self.mha2.attend(q2, k2, v2)
-        int4 = self.mlp(self._add_norm(self.norm_int3, mha2, mha2))
-        q_out = self._add_norm(self.norm_out, int4, int4)
+        residual = self.reading == "residual"
+        int3 = self._add_norm(self.norm_int3, mha2, int1 if residual else mha2)
+        int4 = self.mlp(int3)
+        q_out = self._add_norm(self.norm_out, int4, int3 if residual else int4)
         if not compute_kv:
             return (q_out, None, None, weights) if return_attention else (q_out, None, None)
         int5 = self._add_norm(self.norm_int5, self.mha3.attend(q3, k3, v3), kv_graph)

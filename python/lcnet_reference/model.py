@@ -43,6 +43,7 @@ class LCNet(nn.Module):
         use_graph: bool = True,
         mirror_inputs: bool = False,
         backbone_kwargs: dict | None = None,
+        llcd_reading: str = "literal",
     ):
         super().__init__()
         if num_classes < 1:
@@ -64,7 +65,8 @@ class LCNet(nn.Module):
         )
         self.query_embed = nn.Embedding(num_classes, d_model)
         self.decoder = nn.ModuleList(
-            LLCDLayer(d_model, num_heads, dim_feedforward, dropout) for _ in range(num_layers)
+            LLCDLayer(d_model, num_heads, dim_feedforward, dropout, llcd_reading)
+            for _ in range(num_layers)
         )
         self.head = PerClassLinear(num_classes, d_model)
 

@@ -44,10 +44,11 @@ def test_dependency_structure_of_eq1(kind):
     assert reads(graph_out, graph) and reads(graph_out, img) and not reads(graph_out, q)
 
 
-def test_fast_layer_matches_reference_layer_with_dropout_off():
+@pytest.mark.parametrize("reading", ["literal", "residual"])
+def test_fast_layer_matches_reference_layer_with_dropout_off(reading):
     torch.manual_seed(0)
-    reference = lcnet_reference.LLCDLayer(24, 3, 40, 0.0)
-    fast = lcnet_fast.LLCDLayer(24, 3, 40, 0.0)
+    reference = lcnet_reference.LLCDLayer(24, 3, 40, 0.0, reading)
+    fast = lcnet_fast.LLCDLayer(24, 3, 40, 0.0, reading)
     fast.load_state_dict(reference.state_dict(), strict=True)
     q, img, graph = inputs(3, 7, 13)
     for expected, actual in zip(reference(q, img, graph), fast(q, img, graph), strict=True):
@@ -66,9 +67,10 @@ def test_broadcast_inputs_give_the_same_result_as_materialised_ones():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_skipping_kv_outputs_keeps_the_label_output():
+@pytest.mark.parametrize("reading", ["literal", "residual"])
+def test_skipping_kv_outputs_keeps_the_label_output(reading):
     torch.manual_seed(0)
-    layer = lcnet_fast.LLCDLayer(24, 3, 40, 0.1).eval()
+    layer = lcnet_fast.LLCDLayer(24, 3, 40, 0.1, reading).eval()
     q, img, graph = inputs()
     full = layer(q, img, graph)
     short = layer(q, img, graph, compute_kv=False)
@@ -128,3 +130,39 @@ def test_layer_rejects_mismatched_inputs():
         layer(q, img[..., :20], graph)
     with pytest.raises(ValueError, match="kv_graph"):
         layer(q, img, graph[:1])
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+@pytest.mark.parametrize("reading", ["literal", "residual"])
+def test_readings_of_eq1_differ_in_the_label_residual_only(kind, reading):
+    """With MHA2 and the MLP silenced (zero output projections), literal eq. (1) gives
+    Q' = AddNorm(0 + 0): the same constant for every label query; the residual reading carries
+    INT1, and with it each query, through to Q'. The image/graph outputs are the same."""
+    torch.manual_seed(0)
+    layer = LAYERS[kind](24, 3, 40, 0.0, reading).eval()
+    with torch.no_grad():
+        for module in (layer.mha2.out_proj, layer.mlp[3]):
+            module.weight.zero_()
+            module.bias.zero_()
+    q, img, graph = inputs()
+    q_out, img_out, graph_out = layer(q, img, graph)
+    twin = LAYERS[kind](24, 3, 40, 0.0, "residual" if reading == "literal" else "literal").eval()
+    twin.load_state_dict(layer.state_dict(), strict=True)  # same parameters, same keys
+    twin_out = twin(q, img, graph)
+    torch.testing.assert_close(img_out, twin_out[1])
+    torch.testing.assert_close(graph_out, twin_out[2])
+    spread = (q_out - q_out[:, :1]).abs().max().item()
+    if reading == "literal":
+        assert spread < 1e-5, "literal eq. (1): Q' cannot depend on the label query"
+    else:
+        norm1 = layer.norm_int1
+        int1 = torch.nn.functional.layer_norm(2 * q, (24,), norm1.weight, norm1.bias)
+        int3 = layer.norm_int3(int1)
+        torch.testing.assert_close(q_out, layer.norm_out(int3), rtol=1e-5, atol=1e-5)
+        assert spread > 0.1
+
+
+@pytest.mark.parametrize("layer_class", LAYERS.values())
+def test_unknown_reading_is_refused(layer_class):
+    with pytest.raises(ValueError, match="reading must be one of literal, residual"):
+        layer_class(24, 3, 40, 0.0, "residul")

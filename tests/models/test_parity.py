@@ -41,9 +41,12 @@ CASES = [  # (crop level, decoder layers, classes, batch)
 ]
 
 
+@pytest.mark.parametrize("reading", ["literal", "residual"])
 @pytest.mark.parametrize("level,layers,classes,batch", CASES)
-def test_eval_logits_and_gradients_match(level, layers, classes, batch, pair_factory):
-    reference, fast = pair_factory(classes, crop_level=level, num_layers=layers)
+def test_eval_logits_and_gradients_match(level, layers, classes, batch, reading, pair_factory):
+    reference, fast = pair_factory(
+        classes, crop_level=level, num_layers=layers, llcd_reading=reading
+    )
     reference.eval(), fast.eval()
     x = images_for(fast, batch)
     ref_logits, fast_logits = reference(x), fast(x)
@@ -62,6 +65,8 @@ def test_eval_logits_and_gradients_match(level, layers, classes, batch, pair_fac
         dict(mirror_inputs=True),
         dict(num_gat_layers=2, label_embeddings=torch.randn(7, 5)),
         dict(backbone="test_vit", crop_level=2, image_size=32),
+        dict(llcd_reading="residual", use_graph=False, num_layers=3),
+        dict(llcd_reading="residual", mirror_inputs=True),
     ],
 )
 def test_variants_match(overrides, pair_factory):
@@ -75,10 +80,11 @@ def test_variants_match(overrides, pair_factory):
     assert_same_gradients(reference, fast)
 
 
-def test_train_mode_matches_with_per_view_backbone_calls(pair_factory):
+@pytest.mark.parametrize("reading", ["literal", "residual"])
+def test_train_mode_matches_with_per_view_backbone_calls(reading, pair_factory):
     """In train mode BatchNorm statistics depend on which images share a backbone call; with one
     view position per call (max_views_per_call = batch) the fast model follows the reference."""
-    reference, fast = pair_factory(6, dropout=0.0, crop_level=2)
+    reference, fast = pair_factory(6, dropout=0.0, crop_level=2, llcd_reading=reading)
     fast.max_views_per_call = 3
     reference.train(), fast.train()
     x = images_for(fast, 3)
