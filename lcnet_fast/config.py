@@ -111,6 +111,7 @@ class ModelConfig:
     # eq. (1) of the paper: literal (as printed: no residual path for the label queries) |
     # residual (INT3 = AddNorm(DO(MHA2) + INT1), Q' = AddNorm(DO(INT4) + INT3))
     llcd_reading: str = "literal"
+    token_norm: bool = False  # LayerNorm on the projected backbone tokens (before positions)
 
     def view_geometry(self) -> tuple[int, int]:
         """(crop level, view size) of the model's input views. The pooled baseline takes the
@@ -132,6 +133,9 @@ class LossConfig:
 @dataclass
 class OptimConfig:
     lr: float = 2e-3
+    # learning rate of everything outside the timm backbone body (token projection, decoder,
+    # label graph, head) relative to optim.lr
+    decoder_lr_scale: float = 1.0
     weight_decay: float = 1e-4  # not stated in the paper; ASL/ML-Decoder use 1e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     pct_start: float = 0.2  # OneCycleLR warm-up fraction (ASL's training script)
@@ -202,6 +206,7 @@ class RunConfig:
             ),
             (self.model.max_views_per_call >= 0, "model.max_views_per_call", ">= 0"),
             (self.optim.lr > 0, "optim.lr", "> 0"),
+            (self.optim.decoder_lr_scale > 0, "optim.decoder_lr_scale", "> 0"),
             (self.optim.accumulation_steps >= 1, "optim.accumulation_steps", ">= 1"),
             (self.optim.grad_clip >= 0, "optim.grad_clip", ">= 0"),
             (len(self.optim.betas) == 2, "optim.betas", "two numbers"),

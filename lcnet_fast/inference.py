@@ -83,6 +83,7 @@ def infer_model_config(model: torch.nn.Module, backbone_kwargs: dict | None = No
     return {
         "arch": "lcnet",
         "llcd_reading": layer.reading,
+        "token_norm": model.backbone.token_norm is not None,
         "num_classes": model.num_classes,
         "backbone": body.pretrained_cfg["architecture"],
         "pretrained": False,

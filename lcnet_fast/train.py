@@ -194,17 +194,30 @@ def label_graph_init(cfg: RunConfig, splits: Splits) -> tuple[torch.Tensor, torc
 
 
 def build_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
-    # weight decay on matrices/kernels only; biases and norm scales are left alone (as ASL and
-    # ML-Decoder do)
-    decay, no_decay = [], []
-    for _, param in model.named_parameters():
+    """AdamW. Weight decay on matrices/kernels only; biases and norm scales are left alone (as ASL
+    and ML-Decoder do). Parameters outside the timm backbone body (projection, decoder, graph,
+    head) run at optim.lr * optim.decoder_lr_scale. Each group's "lr" is its peak learning rate
+    (OneCycleLR's max_lr, see lr_peaks)."""
+    split = cfg.optim.decoder_lr_scale != 1.0  # one rate: the two-group layout of older runs
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, param in model.named_parameters():
         if param.requires_grad:
-            (decay if param.ndim >= 2 else no_decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": cfg.optim.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+            in_backbone = not split or name.startswith(("backbone.body.", "body."))
+            groups.setdefault((param.ndim >= 2, in_backbone), []).append(param)
+    param_groups = [
+        {
+            "params": params,
+            "weight_decay": cfg.optim.weight_decay if decay else 0.0,
+            "lr": cfg.optim.lr * (1.0 if in_backbone else cfg.optim.decoder_lr_scale),
+        }
+        for (decay, in_backbone), params in sorted(groups.items(), reverse=True)
     ]
-    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
+    return torch.optim.AdamW(param_groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
+
+
+def lr_peaks(optimizer: torch.optim.Optimizer) -> list[float]:
+    """Each parameter group's peak learning rate, as build_optimizer set it."""
+    return [group["lr"] for group in optimizer.param_groups]
 
 
 def build_criterion(cfg: RunConfig):
@@ -291,7 +304,7 @@ class Run:
         )
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
             self.optimizer,
-            max_lr=cfg.optim.lr,
+            max_lr=lr_peaks(self.optimizer),
             total_steps=total_steps,
             pct_start=cfg.optim.pct_start,
             div_factor=cfg.optim.div_factor,

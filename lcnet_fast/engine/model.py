@@ -16,6 +16,7 @@ from lcnet_fast.config import ModelConfig
 ARCHITECTURE_KEYS = (
     "arch",
     "llcd_reading",
+    "token_norm",
     "num_classes",
     "backbone",
     "crop_level",
@@ -33,7 +34,7 @@ ARCHITECTURE_KEYS = (
 
 
 # what a checkpoint written before a key existed was trained with
-RECORDED_DEFAULTS = {"arch": "lcnet", "llcd_reading": "literal"}
+RECORDED_DEFAULTS = {"arch": "lcnet", "llcd_reading": "literal", "token_norm": False}
 
 
 def model_config_from(cfg: ModelConfig, num_classes: int, label_embedding_dim: int) -> dict:
@@ -41,6 +42,7 @@ def model_config_from(cfg: ModelConfig, num_classes: int, label_embedding_dim: i
     return {
         "arch": cfg.arch,
         "llcd_reading": cfg.llcd_reading,
+        "token_norm": cfg.token_norm,
         "num_classes": num_classes,
         "backbone": cfg.backbone,
         "pretrained": cfg.pretrained,

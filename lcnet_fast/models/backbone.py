@@ -30,7 +30,14 @@ def feature_map_to_tokens(features: torch.Tensor) -> tuple[torch.Tensor, int, in
 
 
 class BackboneAdapter(nn.Module):
-    def __init__(self, name: str, d_model: int, pretrained: bool = False, **timm_kwargs):
+    def __init__(
+        self,
+        name: str,
+        d_model: int,
+        pretrained: bool = False,
+        token_norm: bool = False,
+        **timm_kwargs,
+    ):
         super().__init__()
         self.body = timm.create_model(
             name, pretrained=pretrained, features_only=True, out_indices=(-1,), **timm_kwargs
@@ -38,6 +45,9 @@ class BackboneAdapter(nn.Module):
         self.num_channels = self.body.feature_info.channels()[-1]
         self.reduction = self.body.feature_info.reduction()[-1]
         self.input_proj = nn.Linear(self.num_channels, d_model)
+        # token_norm: LayerNorm the projected features, so image content enters the decoder at
+        # unit scale next to the position encoding, whatever the backbone's output scale
+        self.token_norm = nn.LayerNorm(d_model) if token_norm else None
 
     def forward(self, views: torch.Tensor, max_views_per_call: int | None = None):
         """(B, V, 3, M, M) -> ((B, V*h*w, d_model) tokens ordered view by view, h, w)."""
@@ -51,5 +61,7 @@ class BackboneAdapter(nn.Module):
             maps[0] if len(maps) == 1 else torch.cat(maps)
         )
         tokens = self.input_proj(tokens)  # (V*B, h*w, d)
+        if self.token_norm is not None:
+            tokens = self.token_norm(tokens)
         tokens = tokens.reshape(num_views, batch, height * width, -1).transpose(0, 1)
         return tokens.reshape(batch, num_views * height * width, -1), height, width

@@ -33,6 +33,7 @@ class LCNet(nn.Module):
         backbone_kwargs: dict | None = None,
         max_views_per_call: int | None = None,
         llcd_reading: str = "literal",
+        token_norm: bool = False,
     ):
         super().__init__()
         if num_classes < 1:
@@ -45,7 +46,9 @@ class LCNet(nn.Module):
         self.num_classes, self.crop_level, self.image_size = num_classes, crop_level, image_size
         self.mirror_inputs = mirror_inputs
         self.max_views_per_call = max_views_per_call
-        self.backbone = BackboneAdapter(backbone, d_model, pretrained, **(backbone_kwargs or {}))
+        self.backbone = BackboneAdapter(
+            backbone, d_model, pretrained, token_norm, **(backbone_kwargs or {})
+        )
         self.view_embed = nn.Parameter(torch.randn(num_views(crop_level), d_model) * 0.02)
         self.label_graph = LabelGraph(
             num_classes,

@@ -32,7 +32,14 @@ class BackboneAdapter(nn.Module):
     so any timm CNN or ViT with feature extraction support works.
     """
 
-    def __init__(self, name: str, d_model: int, pretrained: bool = False, **timm_kwargs):
+    def __init__(
+        self,
+        name: str,
+        d_model: int,
+        pretrained: bool = False,
+        token_norm: bool = False,
+        **timm_kwargs,
+    ):
         super().__init__()
         self.body = timm.create_model(
             name, pretrained=pretrained, features_only=True, out_indices=(-1,), **timm_kwargs
@@ -40,8 +47,14 @@ class BackboneAdapter(nn.Module):
         self.num_channels = self.body.feature_info.channels()[-1]
         self.reduction = self.body.feature_info.reduction()[-1]
         self.input_proj = nn.Linear(self.num_channels, d_model)
+        # token_norm: LayerNorm the projected features, so image content enters the decoder at
+        # unit scale next to the position encoding, whatever the backbone's output scale
+        self.token_norm = nn.LayerNorm(d_model) if token_norm else None
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         """(B, 3, M, M) -> ((B, h*w, d_model) tokens, h, w)."""
         tokens, height, width = feature_map_to_tokens(self.body(images)[-1])
-        return self.input_proj(tokens), height, width
+        tokens = self.input_proj(tokens)
+        if self.token_norm is not None:
+            tokens = self.token_norm(tokens)
+        return tokens, height, width

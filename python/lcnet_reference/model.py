@@ -44,13 +44,16 @@ class LCNet(nn.Module):
         mirror_inputs: bool = False,
         backbone_kwargs: dict | None = None,
         llcd_reading: str = "literal",
+        token_norm: bool = False,
     ):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes, self.crop_level, self.image_size = num_classes, crop_level, image_size
         self.mirror_inputs = mirror_inputs
-        self.backbone = BackboneAdapter(backbone, d_model, pretrained, **(backbone_kwargs or {}))
+        self.backbone = BackboneAdapter(
+            backbone, d_model, pretrained, token_norm, **(backbone_kwargs or {})
+        )
         self.view_embed = nn.Parameter(torch.randn(num_views(crop_level), d_model) * 0.02)
         self.label_graph = LabelGraph(
             num_classes,
