@@ -4,6 +4,11 @@ For each image, the labels whose probability reaches ``--threshold`` (default 0.
 first; ``--top-k K`` also lists the K most probable labels whatever their probability. Images are
 preprocessed exactly as the checkpoint records (crop level, view size, mean/std). A directory
 means every image file directly inside it, in name order. ``--format json`` prints JSON.
+
+With several images, one that is missing, unreadable or corrupt does not stop the run: it is
+reported as ``error: <path>: <reason>`` on stderr, every readable image is still predicted and
+printed, and the command exits with code 2 at the end. A single image that cannot be read is an
+error on its own (``error: <message naming it>``, exit code 2).
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 
 from lcnet_fast.inference import Predictor
+
+EXIT_SOME_FAILED = 2  # the exit code when any image could not be read (as for a user error)
 
 
 def parse_args(argv):
@@ -43,9 +51,25 @@ def parse_args(argv):
         help="replay the forward from a CUDA graph (auto: on a GPU)",
     )
     args = parser.parse_args(argv)
-    if args.top_k < 0:
-        parser.error("--top-k must be >= 0")
+    problem = range_problem(args.threshold, args.top_k, args.batch_size)
+    if problem:
+        parser.error(problem)  # one line + usage on stderr, exit code 2
     return args
+
+
+def range_problem(threshold: float, top_k: int, batch_size: int, cli: bool = True) -> str | None:
+    """What is wrong with the numeric settings (named as the command-line options when `cli`,
+    else as predict()'s arguments); None when they are in range."""
+    names = (
+        ("--threshold", "--top-k", "--batch-size") if cli else ("threshold", "top_k", "batch_size")
+    )
+    if not 0.0 <= threshold <= 1.0:  # also false for NaN
+        return f"{names[0]} must be within [0, 1], got {threshold}"
+    if top_k < 0:
+        return f"{names[1]} must be >= 0, got {top_k}"
+    if batch_size < 1:
+        return f"{names[2]} must be >= 1, got {batch_size}"
+    return None
 
 
 def image_files(inputs: list[str]) -> list[str]:
@@ -68,6 +92,13 @@ def image_files(inputs: list[str]) -> list[str]:
     return files
 
 
+def failure_reason(path: str, exc: Exception) -> str:
+    """Why an image could not be read, without repeating its path (the report line names it)."""
+    if not os.path.exists(path):
+        return "file not found"
+    return f"cannot read image: {exc.__cause__}" if exc.__cause__ else str(exc)
+
+
 def predict(
     checkpoint_path: str,
     inputs: list[str],
@@ -77,9 +108,19 @@ def predict(
     device: str = "auto",
     weights: str | None = None,
     cuda_graph: str = "auto",
+    on_error: Callable[[str, str], None] | None = None,
 ) -> list[dict]:
-    """[{image, labels: [{label, probability}], top_k: [...]}] for every image
-    (lcnet_fast.inference.Predictor does the work)."""
+    """[{image, labels: [{label, probability}], top_k: [...]}] for every readable image
+    (lcnet_fast.inference.Predictor does the work).
+
+    An image that cannot be read raises ImageLoadError naming it, unless `on_error` is given:
+    then ``on_error(path, reason)`` is called, the image is left out of the results and the
+    others are still predicted."""
+    from lcnet_fast.data import ImageLoadError, load_image
+
+    problem = range_problem(threshold, top_k, batch_size, cli=False)
+    if problem:
+        raise ValueError(problem)
     predictor = Predictor.from_pretrained(
         checkpoint_path,
         device,
@@ -90,8 +131,19 @@ def predict(
     files = image_files(inputs)
     results = []
     for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        for path, probs in zip(chunk, predictor.probabilities(chunk), strict=True):
+        chunk, images = [], []
+        for path in files[start : start + batch_size]:
+            try:
+                images.append(load_image(path))
+            except ImageLoadError as exc:
+                if on_error is None:
+                    raise
+                on_error(path, failure_reason(path, exc))
+                continue
+            chunk.append(path)
+        if not images:
+            continue
+        for path, probs in zip(chunk, predictor.probabilities(images), strict=True):
             entry = {
                 "image": path,
                 "labels": [
@@ -122,7 +174,17 @@ def format_table(results: list[dict], threshold: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print the predictions; 0 when every image was read, 2 when some could not be (each named
+    on stderr). A single explicitly named image that cannot be read raises ImageLoadError (one
+    line via run_cli)."""
     args = parse_args(argv)
+    single_file = len(args.inputs) == 1 and not os.path.isdir(args.inputs[0])
+    failed = []
+
+    def report(path: str, reason: str) -> None:
+        failed.append(path)
+        print(f"error: {path}: {reason}", file=sys.stderr, flush=True)
+
     results = predict(
         args.checkpoint,
         args.inputs,
@@ -132,12 +194,13 @@ def main(argv: list[str] | None = None) -> int:
         args.device,
         args.weights,
         args.cuda_graph,
+        on_error=None if single_file else report,
     )
     if args.format == "json":
         print(json.dumps(results, indent=2))
-    else:
+    elif results:
         print(format_table(results, args.threshold))
-    return 0
+    return EXIT_SOME_FAILED if failed else 0
 
 
 if __name__ == "__main__":
