@@ -7,7 +7,10 @@ in seconds instead of the ~11 minutes that <torch/extension.h> costs here.
 CUDA kernels (csrc/cuda) are added when a CUDA toolkit and a CUDA build of torch are
 present and a GPU is visible, or when LCNET_FAST_FORCE_CUDA=1 (then they must compile
 without a GPU, for TORCH_CUDA_ARCH_LIST or, if unset, "9.0+PTX"; CI does this).
-LCNET_FAST_NO_EXTENSION=1 skips the extension (pure-PyTorch install).
+LCNET_FAST_NO_EXTENSION=1 skips the extension (pure-PyTorch install); set at run time
+it also keeps an already built lcnet_fast._C from being loaded (lcnet_fast/ops/_backend.py).
+Check what a build produced with lcnet_fast.build_info() (.ci/run fails unless the extension
+and, under LCNET_FAST_FORCE_CUDA=1, its CUDA kernels are there).
 """
 import glob
 import os

@@ -8,7 +8,16 @@ agree within the tolerances the tests derive, so `auto` never changes results be
 float rounding. LCNET_FAST_BACKEND=auto|cuda|triton|cpp|torch forces one; a forced
 backend that cannot run raises BackendUnavailableError with the reason.
 
-The choice is made once per (op, device type, LCNET_FAST_BACKEND) and, under
+float64: the C++, CUDA and Triton kernels take float32/float16/bfloat16 only. A call with
+float64 tensors (e.g. after `model.double()`) runs the pure-PyTorch reference under `auto`;
+a kernel backend forced for float64 raises BackendUnavailableError naming the dtype.
+
+The extension lcnet_fast._C is imported on first use (when the op modules are imported).
+LCNET_FAST_NO_EXTENSION=1 in the environment at that moment keeps it from being loaded at all
+(as setup.py does not build it under that variable): every op then runs without it (`auto`
+picks torch on CPU tensors) and build_info() says why.
+
+The choice is made once per (op, device type, dtype, LCNET_FAST_BACKEND) and, under
 torch.compile, at trace time (assume_constant_result): changing the variable later
 does not recompile a compiled function.
 
@@ -25,29 +34,52 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import importlib
 import os
 
 import torch
 
 ENV_VAR = "LCNET_FAST_BACKEND"
+NO_EXTENSION_ENV_VAR = "LCNET_FAST_NO_EXTENSION"
 BACKENDS = ("cuda", "triton", "cpp", "torch")
 _AUTO_ORDER = {"cuda": ("cuda", "triton", "torch"), "cpu": ("cpp", "torch")}
+#: What the cpp/cuda/triton kernels compute in (as str(dtype), the form choose_backend takes);
+#: any other floating dtype (float64) runs the pure-PyTorch reference.
+KERNEL_DTYPES = ("torch.float32", "torch.float16", "torch.bfloat16")
+BUILD_HINT = "build it with `pip install --no-build-isolation -e .` in the source checkout"
 
 
 class BackendUnavailableError(RuntimeError):
     """A backend was explicitly requested but cannot run the op here."""
 
 
+def env_flag(name: str) -> bool:
+    """A boolean environment variable, read as setup.py reads its build flags."""
+    return os.environ.get(name, "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(f"{type(e).__name__}: {e}".split())
+
+
 @functools.cache
 def load_extension():
-    """Import lcnet_fast._C once (registers its ops). Returns (module or None, reason)."""
+    """Import lcnet_fast._C once (registers its ops). Returns (module or None, reason): the
+    reason is one line saying why the extension is not there and what to do about it."""
+    if env_flag(NO_EXTENSION_ENV_VAR):
+        return None, (f"lcnet_fast._C disabled by {NO_EXTENSION_ENV_VAR}="
+                      f"{os.environ[NO_EXTENSION_ENV_VAR].strip()} (unset it to load the C++/CUDA "
+                      "kernels)")
     try:
-        from lcnet_fast import _C
-    except ImportError as e:  # not built, or built against an incompatible torch
-        return None, f"lcnet_fast._C not built: {e}"
+        # import_module, not `from lcnet_fast import _C`: during `import lcnet_fast` the package
+        # is partially initialised, and that form reports a missing _C as a "circular import".
+        ext = importlib.import_module("lcnet_fast._C")
+    except ImportError as e:  # not built, or built against an incompatible torch/Python
+        return None, (f"lcnet_fast._C not built/importable ({_one_line(e)}); {BUILD_HINT}")
     except Exception as e:  # a missing shared library (OSError), a registration clash, ...
-        return None, f"lcnet_fast._C failed to load: {type(e).__name__}: {e}"
-    return _C, None
+        return None, (f"lcnet_fast._C failed to load ({_one_line(e)}); rebuild it: "
+                      f"{BUILD_HINT}")
+    return ext, None
 
 
 def extension_unavailable_reason() -> str | None:
@@ -88,8 +120,23 @@ def has_kernel(op: str, dispatch_key: str) -> bool:
         return False
 
 
-def unavailable_reason(backend: str, op: str, device_type: str) -> str | None:
-    """None if `backend` can run lcnet_fast::<op> on tensors of device_type, else why not."""
+def dtype_unavailable_reason(backend: str, dtype_name: str | None) -> str | None:
+    """None if `backend` computes in dtype_name (str(dtype); None: not checked), else why not."""
+    if backend == "torch" or dtype_name is None or dtype_name in KERNEL_DTYPES:
+        return None
+    return (f"the {backend} kernels take float32/float16/bfloat16, got {dtype_name} (float64 "
+            f"runs the pure-PyTorch reference: LCNET_FAST_BACKEND=auto or torch)")
+
+
+def unavailable_reason(backend: str, op: str, device_type: str,
+                       dtype_name: str | None = None) -> str | None:
+    """None if `backend` can run lcnet_fast::<op> on tensors of device_type (and of dtype
+    dtype_name, str(dtype), when given), else why not."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    dtype_reason = dtype_unavailable_reason(backend, dtype_name)
+    if dtype_reason is not None:
+        return dtype_reason
     if backend == "torch":
         return None
     if backend == "cpp":
@@ -114,7 +161,7 @@ def unavailable_reason(backend: str, op: str, device_type: str) -> str | None:
             return None
         return (f"the triton backend runs on CUDA tensors (or CPU tensors with "
                 f"TRITON_INTERPRET=1), got {device_type} tensors")
-    raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    raise AssertionError(backend)
 
 
 _REFERENCE_OPS = contextvars.ContextVar("lcnet_fast_reference_ops", default=False)
@@ -146,21 +193,23 @@ def requested_backend() -> str:
     return value
 
 
-def _choose(op: str, device_type: str, requested: str) -> str:
+def _choose(op: str, device_type: str, requested: str, dtype_name: str | None = None) -> str:
     if requested != "auto":
-        reason = unavailable_reason(requested, op, device_type)
+        reason = unavailable_reason(requested, op, device_type, dtype_name)
         if reason is not None:
+            what = f"{device_type} {dtype_name} tensors" if dtype_name else f"{device_type} tensors"
             raise BackendUnavailableError(
-                f"{ENV_VAR}={requested} cannot run lcnet_fast::{op} on {device_type} "
-                f"tensors: {reason}")
+                f"{ENV_VAR}={requested} cannot run lcnet_fast::{op} on {what}: {reason}")
         return requested
     for backend in _AUTO_ORDER.get(device_type, ("torch",)):
-        if unavailable_reason(backend, op, device_type) is None:
+        if unavailable_reason(backend, op, device_type, dtype_name) is None:
             return backend
     return "torch"
 
 
 @torch.compiler.assume_constant_result
-def choose_backend(op: str, device_type: str) -> str:
-    """The backend that runs lcnet_fast::<op> on device_type tensors (see module doc)."""
-    return _choose(op, device_type, requested_backend())
+def choose_backend(op: str, device_type: str, dtype_name: str | None = None) -> str:
+    """The backend that runs lcnet_fast::<op> on device_type tensors of dtype dtype_name
+    (str(dtype); None: dtype not considered) (see module doc). Raises BackendUnavailableError
+    when LCNET_FAST_BACKEND forces a backend that cannot run them."""
+    return _choose(op, device_type, requested_backend(), dtype_name)

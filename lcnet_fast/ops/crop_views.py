@@ -4,7 +4,9 @@ images uint8 (B, H, W, 3) with H == W == level * size  ->  (B, V, 3, size, size)
 view 0 is the whole image area-averaged down by `level` (avg_pool2d; the image itself
 for level 1), views 1..level**2 the size x size tiles in row-major order; V = 1 for
 level 1, else level**2 + 1. Every value is (x / 255 - mean[c]) / std[c], computed in
-fp32 and rounded once to out_dtype.
+fp32 and rounded once to out_dtype (out_dtype float64: computed in float64, from float64
+mean/std, by the torch reference; the kernels write fp32/fp16/bf16 only, so `auto` picks torch
+for float64 and a forced cpp/cuda/triton raises).
 
 Backends (lcnet_fast.ops._backend): "cpp" (csrc/cpu/crop_views.cpp) and "cuda"
 (csrc/cuda/crop_views.cu) through the C++ op torch.ops.lcnet_fast.crop_views,
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 from lcnet_fast.ops import _backend
 
 OP = "crop_views"
-OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 Stats = Sequence[float] | torch.Tensor
 
 
@@ -66,13 +68,15 @@ def _check_images(images, level, size) -> None:
                          f"= {level * size}, got shape {tuple(images.shape)}")
 
 
-def _as_stats(name: str, value: Stats, device: torch.device) -> torch.Tensor:
-    """mean/std as a float32 (3,) tensor on `device`; validated."""
+def _as_stats(name: str, value: Stats, device: torch.device,
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """mean/std as a (3,) tensor of dtype (float32, or float64 for float64 output) on
+    `device`; validated."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 3:
             raise ValueError(f"crop_views: {name} must hold 3 values (one per RGB channel), got "
                              f"shape {tuple(value.shape)}")
-        t = value.detach().reshape(3).to(device=device, dtype=torch.float32)
+        t = value.detach().reshape(3).to(device=device, dtype=dtype)
         if name == "std" and not torch.compiler.is_compiling() and bool((t == 0).any()):
             raise ValueError(f"crop_views: std must be non-zero, got {t.tolist()}")
         return t
@@ -86,17 +90,18 @@ def _as_stats(name: str, value: Stats, device: torch.device) -> torch.Tensor:
     if name == "std" and any(v == 0 for v in vals):
         raise ValueError(f"crop_views: std must be non-zero, got {vals}")
     if torch.compiler.is_compiling():
-        return torch.tensor(vals, dtype=torch.float32, device=device)
-    return _stats_tensor(tuple(vals), device)
+        return torch.tensor(vals, dtype=dtype, device=device)
+    return _stats_tensor(tuple(vals), device, dtype)
 
 
 @functools.lru_cache(maxsize=64)
-def _stats_tensor(vals: tuple[float, ...], device: torch.device) -> torch.Tensor:
-    """Float stats as a (3,) float32 tensor on `device`, built once per (values, device).
+def _stats_tensor(vals: tuple[float, ...], device: torch.device,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Float stats as a (3,) tensor of dtype on `device`, built once per (values, device, dtype).
     Why cached: on a GPU a fresh torch.tensor is a host-to-device copy on every call (two per
     batch for DeviceViews), and one made during CUDA-graph capture would fail. Never mutated:
     every backend only reads it."""
-    return torch.tensor(vals, dtype=torch.float32, device=device)
+    return torch.tensor(vals, dtype=dtype, device=device)
 
 
 def crop_views_reference(images: torch.Tensor, level: int, size: int, mean: torch.Tensor,
@@ -140,16 +145,19 @@ def crop_views(images: torch.Tensor, level: int, size: int, mean: Stats, std: St
     """Normalised Crop-Forwarding views of uint8 (B, H, W, 3) images (see module doc).
 
     mean, std: 3 floats or tensors (per RGB channel, in 0..1 units).
-    Returns (B, V, 3, size, size) of out_dtype; channels_last=True gives every view
+    Returns (B, V, 3, size, size) of out_dtype (float32, float16, bfloat16, or float64: the
+    torch reference, in float64); channels_last=True gives every view
     channels-last memory format (out.flatten(0, 1) is channels_last-contiguous).
     """
     _check_images(images, level, size)
     if out_dtype not in OUT_DTYPES:
         raise TypeError(f"crop_views: out_dtype must be one of {OUT_DTYPES}, got {out_dtype}")
-    mean_t = _as_stats("mean", mean, images.device)
-    std_t = _as_stats("std", std, images.device)
+    # float64 output is computed in float64 (reference only); every other dtype in float32
+    compute_dtype = torch.float64 if out_dtype == torch.float64 else torch.float32
+    mean_t = _as_stats("mean", mean, images.device, compute_dtype)
+    std_t = _as_stats("std", std, images.device, compute_dtype)
     channels_last = bool(channels_last)
-    backend = _backend.choose_backend(OP, images.device.type)
+    backend = _backend.choose_backend(OP, images.device.type, str(out_dtype))
     if backend in ("cpp", "cuda"):
         return torch.ops.lcnet_fast.crop_views(images, level, size, mean_t, std_t, out_dtype,
                                                channels_last)
@@ -157,4 +165,5 @@ def crop_views(images: torch.Tensor, level: int, size: int, mean: Stats, std: St
         from lcnet_fast.ops.triton.crop_views import crop_views_triton
 
         return crop_views_triton(images, level, size, mean_t, std_t, out_dtype, channels_last)
-    return crop_views_reference(images, level, size, mean_t, std_t, out_dtype, channels_last)
+    return crop_views_reference(images, level, size, mean_t, std_t, out_dtype, channels_last,
+                                compute_dtype)

@@ -151,9 +151,8 @@ def choose_backend(device_type: str, dtype_name: str) -> str:
     TRITON_INTERPRET=1, or float64).
     """
     requested = _backend.requested_backend()
-    triton_reason = _backend.unavailable_reason("triton", OP, device_type)
-    if dtype_name not in {str(d) for d in TRITON_DTYPES}:
-        triton_reason = triton_reason or f"the Triton kernels take fp16/bf16/fp32, got {dtype_name}"
+    # the dtype rule (float64 -> torch) is _backend's, shared by every op
+    triton_reason = _backend.unavailable_reason("triton", OP, device_type, dtype_name)
     if requested == "auto":
         if device_type == "cuda" and triton_reason is None:
             return "triton"
@@ -161,11 +160,12 @@ def choose_backend(device_type: str, dtype_name: str) -> str:
     if requested in ("cpp", "cuda"):
         raise _backend.BackendUnavailableError(
             f"{_backend.ENV_VAR}={requested} cannot run lcnet_fast::{OP} on {device_type} "
-            f"tensors: there is no C++/CUDA kernel for this op (use triton or torch)")
+            f"{dtype_name} tensors: there is no C++/CUDA kernel for this op (use triton, or "
+            f"torch for any dtype)")
     if requested == "triton" and triton_reason is not None:
         raise _backend.BackendUnavailableError(
-            f"{_backend.ENV_VAR}=triton cannot run lcnet_fast::{OP} on {device_type} tensors: "
-            f"{triton_reason}")
+            f"{_backend.ENV_VAR}=triton cannot run lcnet_fast::{OP} on {device_type} "
+            f"{dtype_name} tensors: {triton_reason}")
     return requested
 
 

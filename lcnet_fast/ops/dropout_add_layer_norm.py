@@ -4,8 +4,8 @@ Every AddNorm of the LLCD decoder, eq. (1): AddNorm(DO(a) + b), sometimes with a
 
     out = layer_norm(x * keep / (1 - p) + residual, (D,), weight, bias, eps)
 
-x, residual: (..., D) float32/float16/bfloat16, same shape and dtype (x may BE residual);
-weight, bias: (D,) of x's dtype or float32. Returns (..., D) in x's dtype. Gradients flow
+x, residual: (..., D) float32/float16/bfloat16/float64, same shape and dtype (x may BE
+residual); weight, bias: (D,) of x's dtype or float32. Returns (..., D) in x's dtype. Gradients flow
 to x, residual, weight and bias (for x is residual they add up, as autograd sums the two
 edges into the one tensor).
 
@@ -26,6 +26,8 @@ torch.ops.lcnet_fast.dropout_add_layer_norm / ..._backward, "triton"
 and the fallback, differentiated by autograd). No hand-written CUDA kernel yet: on CUDA
 tensors `auto` picks triton. The fused ops save mean and rstd (fp32, one per row) plus
 x, residual and the mask; the backward recomputes the pre-norm sum from them.
+float64 (e.g. `model.double()`) always runs the torch reference, in float64: the kernels take
+fp32/fp16/bf16 only, `auto` picks torch for float64 and a forced cpp/cuda/triton raises.
 """
 from __future__ import annotations
 
@@ -38,7 +40,9 @@ import torch.nn.functional as F
 from lcnet_fast.ops import _backend
 
 OP = "dropout_add_layer_norm"
-DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+#: what the op accepts; the cpp/triton kernels take KERNEL_DTYPES, float64 runs the reference
+DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 # --- shapes shared by the fake kernels and the Triton launchers --------------------------
@@ -73,8 +77,8 @@ def _check_args(x, residual, weight, bias, p, eps, training) -> None:
             raise TypeError(f"dropout_add_layer_norm: {name} must be a torch.Tensor, got "
                             f"{type(t).__name__}")
     if x.dtype not in DTYPES:
-        raise TypeError(f"dropout_add_layer_norm: x must be float32, float16 or bfloat16, got "
-                        f"{_desc(x)}")
+        raise TypeError(f"dropout_add_layer_norm: x must be float32, float16, bfloat16 or "
+                        f"float64, got {_desc(x)}")
     if x.dim() < 1 or x.shape[-1] < 1:
         raise ValueError(f"dropout_add_layer_norm: x must have shape (..., D) with D >= 1, got "
                          f"{_desc(x)}")
@@ -151,7 +155,8 @@ def dropout_add_layer_norm_reference(x: torch.Tensor, residual: torch.Tensor,
         h = h * (mask.to(dt) * (1.0 / (1.0 - p)))
     h = h + residual.to(dt)
     w, b = weight, bias
-    if compute_dtype is not None:
+    if compute_dtype is not None or (dt == torch.float64 and weight.dtype != dt):
+        # (float64 x with float32 weight: F.layer_norm on CPU takes no float64/float32 mix)
         w, b = weight.to(dt), bias.to(dt)
     return F.layer_norm(h, (x.shape[-1],), w, b, eps)
 
@@ -203,7 +208,8 @@ def _autocast_promote(x, residual):
     LayerNorm's fp32 output) legitimately differ in dtype; eager `dropout(x) + residual`
     would promote, so promote both the same way. Outside autocast a mixture is an error."""
     if (isinstance(x, torch.Tensor) and isinstance(residual, torch.Tensor)
-            and x.dtype != residual.dtype and x.dtype in DTYPES and residual.dtype in DTYPES
+            and x.dtype != residual.dtype and x.dtype in KERNEL_DTYPES
+            and residual.dtype in KERNEL_DTYPES
             and torch.is_autocast_enabled(x.device.type)):
         dt = torch.promote_types(x.dtype, residual.dtype)
         return x.to(dt), residual.to(dt)
@@ -216,8 +222,9 @@ def dropout_add_layer_norm(x: torch.Tensor, residual: torch.Tensor, weight: torc
                            generator: torch.Generator | None = None) -> torch.Tensor:
     """LayerNorm(dropout(x, p) + residual) over the last dim (see module doc).
 
-    x, residual: (..., D), same shape and dtype (float32/float16/bfloat16; may be the same
-    tensor; under autocast differing dtypes are promoted, as `x + residual` would).
+    x, residual: (..., D), same shape and dtype (float32/float16/bfloat16, or float64, which
+    runs the pure-PyTorch reference; may be the same tensor; under autocast differing
+    float32/float16/bfloat16 dtypes are promoted, as `x + residual` would).
     weight, bias: (D,), x's dtype or float32. p in [0, 1): drop probability, used only when
     training. generator: the torch.Generator the dropout mask is drawn from (default: the
     global RNG of x's device). Returns (..., D) in x's (promoted) dtype.
@@ -230,7 +237,7 @@ def dropout_add_layer_norm(x: torch.Tensor, residual: torch.Tensor, weight: torc
         scale = 1.0 / (1.0 - p)
     else:
         mask, scale = None, 1.0
-    backend = _backend.choose_backend(OP, x.device.type)
+    backend = _backend.choose_backend(OP, x.device.type, str(x.dtype))
     if backend in ("cpp", "cuda"):
         return torch.ops.lcnet_fast.dropout_add_layer_norm(x, residual, weight, bias, mask,
                                                            scale, eps)[0]

@@ -163,6 +163,7 @@ def test_auto_rules(use_backend):
     if _backend.triton_unavailable_reason() is None:
         assert choose_backend("cuda", "torch.bfloat16") == "triton"
     assert choose_backend("cuda", "torch.float64") == "torch"
+    assert choose_backend("cpu", "torch.float64") == "torch"
 
 
 def test_dropout_on_cpu_auto_runs_sdpa_with_dropout(use_backend):
@@ -179,7 +180,9 @@ def test_dropout_on_cpu_auto_runs_sdpa_with_dropout(use_backend):
 @pytest.mark.parametrize("backend,dtype,dropout,msg", [
     ("cpp", torch.float32, 0.0, "no C\\+\\+/CUDA kernel"),
     ("cuda", torch.float32, 0.0, "no C\\+\\+/CUDA kernel"),
-    ("triton", torch.float64, 0.0, "fp16/bf16/fp32"),
+    ("triton", torch.float64, 0.0, "triton kernels take float32/float16/bfloat16, got "
+                                   "torch.float64"),
+    ("cpp", torch.float64, 0.0, "cpu torch.float64 tensors: there is no C\\+\\+/CUDA kernel"),
 ])
 def test_forced_backend_that_cannot_run(use_backend, backend, dtype, dropout, msg):
     use_backend(backend)

@@ -282,6 +282,9 @@ def test_keep_fraction(p):
 def test_auto_choice():
     os.environ.pop(_backend.ENV_VAR, None)
     assert _backend.choose_backend(OP, "cpu") == ("cpp" if HAS_CPP else "torch")
+    assert _backend.choose_backend(OP, "cpu", "torch.float32") == ("cpp" if HAS_CPP else "torch")
+    assert _backend.choose_backend(OP, "cpu", "torch.float64") == "torch"
+    assert _backend.choose_backend(OP, "cuda", "torch.float64") == "torch"
 
 
 def test_forced_backend_that_cannot_run(use_backend):
@@ -299,8 +302,11 @@ def _good(**change):
 
 
 ERRORS = [
-    (dict(x=torch.zeros(2, 3, 8, dtype=torch.float64)), TypeError, "x must be float32"),
     (dict(x=torch.zeros(2, 3, 8, dtype=torch.int64)), TypeError, "x must be float32"),
+    (dict(x=torch.zeros(2, 3, 8, dtype=torch.complex64),
+          residual=torch.zeros(2, 3, 8, dtype=torch.complex64)), TypeError, "x must be float32"),
+    (dict(residual=torch.zeros(2, 3, 8, dtype=torch.float64)), TypeError,
+     "residual must have x's dtype"),
     (dict(x=[1.0]), TypeError, "x must be a torch.Tensor"),
     (dict(x=torch.zeros(2, 3, 0), residual=torch.zeros(2, 3, 0)), ValueError, "D >= 1"),
     (dict(residual=torch.zeros(2, 4, 8)), ValueError, "residual must have x's shape"),
@@ -309,6 +315,9 @@ ERRORS = [
     (dict(weight=torch.ones(7)), ValueError, "weight must have shape \\(8,\\)"),
     (dict(bias=torch.zeros(1, 8)), ValueError, "bias must have shape \\(8,\\)"),
     (dict(weight=torch.ones(8, dtype=torch.float64)), TypeError, "weight must be"),
+    (dict(x=torch.zeros(2, 3, 8, dtype=torch.float64), residual=torch.zeros(2, 3, 8,
+          dtype=torch.float64), weight=torch.ones(8, dtype=torch.float16)), TypeError,
+     "weight must be torch.float64"),
     (dict(bias=torch.ones(8, dtype=torch.float16)), TypeError, "bias must be"),
     (dict(weight=torch.ones(8, device="meta")), ValueError, "weight must be on x's device"),
     (dict(p=1.0), ValueError, "p must be in \\[0, 1\\)"),
