@@ -190,7 +190,7 @@ ERRORS = [
     (dict(std=torch.ones(4)), ValueError, "std must hold 3 values"),
     (dict(std=(1.0, 0.0, 1.0)), ValueError, "std must be non-zero"),
     (dict(std=torch.tensor([1.0, 1.0, 0.0])), ValueError, "std must be non-zero"),
-    (dict(out_dtype=torch.float64), TypeError, "out_dtype must be one of"),
+    (dict(out_dtype=torch.int32), TypeError, "out_dtype must be one of"),
 ]
 
 
