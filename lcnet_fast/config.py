@@ -112,6 +112,7 @@ class ModelConfig:
     # residual (INT3 = AddNorm(DO(MHA2) + INT1), Q' = AddNorm(DO(INT4) + INT3))
     llcd_reading: str = "literal"
     token_norm: bool = False  # LayerNorm on the projected backbone tokens (before positions)
+    position_encoding: bool = True  # add the sine position + view embedding to the tokens
 
     def view_geometry(self) -> tuple[int, int]:
         """(crop level, view size) of the model's input views. The pooled baseline takes the

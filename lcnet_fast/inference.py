@@ -84,6 +84,7 @@ def infer_model_config(model: torch.nn.Module, backbone_kwargs: dict | None = No
         "arch": "lcnet",
         "llcd_reading": layer.reading,
         "token_norm": model.backbone.token_norm is not None,
+        "position_encoding": model.view_embed is not None,
         "num_classes": model.num_classes,
         "backbone": body.pretrained_cfg["architecture"],
         "pretrained": False,

@@ -17,6 +17,7 @@ ARCHITECTURE_KEYS = (
     "arch",
     "llcd_reading",
     "token_norm",
+    "position_encoding",
     "num_classes",
     "backbone",
     "crop_level",
@@ -34,7 +35,12 @@ ARCHITECTURE_KEYS = (
 
 
 # what a checkpoint written before a key existed was trained with
-RECORDED_DEFAULTS = {"arch": "lcnet", "llcd_reading": "literal", "token_norm": False}
+RECORDED_DEFAULTS = {
+    "arch": "lcnet",
+    "llcd_reading": "literal",
+    "token_norm": False,
+    "position_encoding": True,
+}
 
 
 def model_config_from(cfg: ModelConfig, num_classes: int, label_embedding_dim: int) -> dict:
@@ -43,6 +49,7 @@ def model_config_from(cfg: ModelConfig, num_classes: int, label_embedding_dim: i
         "arch": cfg.arch,
         "llcd_reading": cfg.llcd_reading,
         "token_norm": cfg.token_norm,
+        "position_encoding": cfg.position_encoding,
         "num_classes": num_classes,
         "backbone": cfg.backbone,
         "pretrained": cfg.pretrained,

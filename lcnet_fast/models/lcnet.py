@@ -34,6 +34,7 @@ class LCNet(nn.Module):
         max_views_per_call: int | None = None,
         llcd_reading: str = "literal",
         token_norm: bool = False,
+        position_encoding: bool = True,
     ):
         super().__init__()
         if num_classes < 1:
@@ -49,7 +50,13 @@ class LCNet(nn.Module):
         self.backbone = BackboneAdapter(
             backbone, d_model, pretrained, token_norm, **(backbone_kwargs or {})
         )
-        self.view_embed = nn.Parameter(torch.randn(num_views(crop_level), d_model) * 0.02)
+        # position_encoding=False: tokens carry image content only (no sine position, no view
+        # embedding), so attention can only select by content
+        self.view_embed = (
+            nn.Parameter(torch.randn(num_views(crop_level), d_model) * 0.02)
+            if position_encoding
+            else None
+        )
         self.label_graph = LabelGraph(
             num_classes,
             d_model,
@@ -91,6 +98,8 @@ class LCNet(nn.Module):
             views = split_views(images, self.crop_level)
         # None = every view of every image in one call: measured faster on CPU too (BENCHMARKS.md)
         tokens, height, width = self.backbone(views, self.max_views_per_call)
+        if self.view_embed is None:
+            return tokens
         position = position_table(height, width, tokens.shape[-1], tokens.device, tokens.dtype)
         table = (position[None, :, :] + self.view_embed[:, None, :].to(tokens.dtype)).flatten(0, 1)
         return tokens + table

@@ -45,6 +45,7 @@ class LCNet(nn.Module):
         backbone_kwargs: dict | None = None,
         llcd_reading: str = "literal",
         token_norm: bool = False,
+        position_encoding: bool = True,
     ):
         super().__init__()
         if num_classes < 1:
@@ -54,7 +55,11 @@ class LCNet(nn.Module):
         self.backbone = BackboneAdapter(
             backbone, d_model, pretrained, token_norm, **(backbone_kwargs or {})
         )
-        self.view_embed = nn.Parameter(torch.randn(num_views(crop_level), d_model) * 0.02)
+        self.view_embed = (
+            nn.Parameter(torch.randn(num_views(crop_level), d_model) * 0.02)
+            if position_encoding
+            else None
+        )
         self.label_graph = LabelGraph(
             num_classes,
             d_model,
@@ -78,6 +83,9 @@ class LCNet(nn.Module):
         tokens = []
         for index, view in enumerate(crop_views(images, self.crop_level)):
             view_tokens, height, width = self.backbone(view)
+            if self.view_embed is None:  # position_encoding=False: content only
+                tokens.append(view_tokens)
+                continue
             position = sine_position_encoding_2d(
                 height,
                 width,

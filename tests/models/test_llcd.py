@@ -166,3 +166,20 @@ def test_readings_of_eq1_differ_in_the_label_residual_only(kind, reading):
 def test_unknown_reading_is_refused(layer_class):
     with pytest.raises(ValueError, match="reading must be one of literal, residual"):
         layer_class(24, 3, 40, 0.0, "residul")
+
+
+def test_without_position_encoding_tokens_are_a_set():
+    """position_encoding=False: the decoder sees content only, so reordering the views (which
+    permutes their tokens) leaves the logits unchanged; with the encoding it does not. (The
+    reference takes whole images only; test_parity holds it to the fast model.)"""
+    torch.manual_seed(0)
+    kwargs = dict(backbone="test_resnet", crop_level=2, image_size=32, d_model=16, num_heads=2,
+                  num_layers=2, dim_feedforward=16, llcd_reading="residual")
+    x = torch.randn(2, 5, 3, 32, 32)  # (B, V, 3, M, M) views: global + 4 tiles
+    swapped = x[:, [0, 4, 2, 3, 1]]
+    for encoded in (False, True):
+        model = lcnet_fast.LCNet(3, position_encoding=encoded, **kwargs).eval()
+        assert (model.view_embed is not None) == encoded
+        with torch.no_grad():
+            same = torch.allclose(model(x), model(swapped), rtol=1e-5, atol=1e-5)
+        assert same is not encoded

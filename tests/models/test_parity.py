@@ -66,6 +66,8 @@ def test_eval_logits_and_gradients_match(level, layers, classes, batch, reading,
         dict(num_gat_layers=2, label_embeddings=torch.randn(7, 5)),
         dict(backbone="test_vit", crop_level=2, image_size=32),
         dict(llcd_reading="residual", use_graph=False, num_layers=3),
+        dict(llcd_reading="residual", token_norm=True, position_encoding=False),
+        dict(token_norm=True),
         dict(llcd_reading="residual", mirror_inputs=True),
     ],
 )
