@@ -56,7 +56,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
     parser.add_argument("--preset", help="train preset (paper-coco, paper-voc, paper-rope)")
     parser.add_argument("--config", help="train config YAML")
     parser.add_argument("--data-root", dest="data_root", help="dataset root (= --data.root)")
-    parser.add_argument("--output", default="experiments", help="where <stem>.md/.json/.png go")
+    parser.add_argument(
+        "--output",
+        default=os.path.join("runs", "experiments"),
+        help="where <stem>.md/.json/.png go (committed results live in docs/experiments)",
+    )
     parser.add_argument("--stem", default="ablation", help="output file name stem")
     parser.add_argument(
         "--runs-dir",

@@ -97,7 +97,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory pass")
-    p.add_argument("--output", default="experiments", help="where <stem>.md/.json/.png go")
+    p.add_argument(
+        "--output",
+        default=os.path.join("runs", "experiments"),
+        help="where <stem>.md/.json/.png go (committed results live in docs/experiments)",
+    )
     p.add_argument("--stem", default="", help="output file stem (default cost_<device type>)")
     p.add_argument("--no-plot", action="store_true")
     args = p.parse_args(argv)
