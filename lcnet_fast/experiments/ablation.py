@@ -151,6 +151,8 @@ def run_one(args: argparse.Namespace, overrides: dict, row: Row, seed: int) -> d
         "metrics": {key: result.get(key) for key in METRICS},
         "per_class_AP": per_class,
         "tiny_AP": mean_std(tiny.values())[0] if tiny else None,
+        "score_spread": result.get("score_spread"),
+        "collapsed": bool(result.get("collapsed", False)),
     }
 
 
@@ -162,6 +164,7 @@ def aggregate(rows: list[Row], runs: list[dict], baseline: str) -> list[dict]:
     for row in rows:
         mine = [r for r in runs if r["row"] == row.name]
         entry = {"row": row.name, "model": row.model_kwargs(), "seeds": [r["seed"] for r in mine]}
+        entry["collapsed_runs"] = sum(bool(r.get("collapsed")) for r in mine)
         entry["input_size"] = mine[0]["input_size"] if mine else None
         for key in METRICS:
             values = [r["metrics"][key] for r in mine]
@@ -233,6 +236,9 @@ def markdown(result: dict) -> str:
             f"{_cell(entry['OF1'])} | {_cell(entry['CF1_top3'])} | "
             f"{_cell(entry['tiny_AP']['mean'])} | {paper_text(entry['row'])} |"
         )
+    collapsed = [f"`{e['row']}` ({e['collapsed_runs']})" for e in agg if e.get("collapsed_runs")]
+    if collapsed:
+        lines += ["", "Collapsed runs (test scores independent of the image): " + ", ".join(collapsed)]
     tiny_names = [n for n in agg[0]["tiny_AP"] if n != "mean"] if agg else []
     if tiny_names:
         lines += [
