@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from typing import Any
 
 import torch
@@ -54,6 +55,7 @@ __all__ = [
     "load_weights_into",
     "optimizer_state_from_tensors",
     "optimizer_state_to_tensors",
+    "remove_stale_temp_files",
     "save_checkpoint",
     "write_bytes_atomic",
 ]
@@ -114,6 +116,45 @@ def write_bytes_atomic(path: str, payload: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+_TEMP_NAME = re.compile(r"\.tmp(\d+)$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # exists but belongs to someone else, or cannot tell
+        return True
+    return True
+
+
+def remove_stale_temp_files(directory: str) -> list[str]:
+    """Remove the ``<name>.tmp<pid>`` files that write_bytes_atomic (and config.save_config) left
+    in `directory` when their writer was killed mid-save: those whose pid is no longer a live
+    process. A temporary file of a live process (possibly a concurrent writer) is left alone.
+    Returns the removed paths; a missing directory is no error."""
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for name in sorted(names):
+        match = _TEMP_NAME.search(name)
+        path = os.path.join(directory, name)
+        if match is None or not os.path.isfile(path):
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
 
 
 def save_checkpoint(path: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:

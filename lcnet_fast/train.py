@@ -75,6 +75,7 @@ from lcnet_fast.engine.report import (
     summary,
     write_json,
 )
+from lcnet_fast.engine.rundir import OutputError, RunDirectory, writing
 from lcnet_fast.engine.sampler import EpochSampler, SeededAugmentation, ShardSampler
 
 # Settings that may differ when resuming (where the data lives, how fast, how chatty); anything else
@@ -90,6 +91,11 @@ RESUME_OVERRIDABLE = {
     "train.output",
 }
 
+SAVE_HINT = (
+    "; training stopped, the last saved checkpoint (if any) is kept: make room (or fix the "
+    "permission) and continue with --resume"
+)
+
 # errors caused by the user's input, reported by the console entry as one line without a traceback
 USER_ERRORS = (
     ConfigError,
@@ -98,6 +104,7 @@ USER_ERRORS = (
     NonFiniteLossError,
     FileNotFoundError,
     ImageLoadError,
+    OutputError,
 )
 
 
@@ -257,22 +264,71 @@ class Run:
         self.progress = Progress(self.main)
         self.precision = resolve_precision(cfg.train.precision, self.device)
         self.ckpt_dir = os.path.join(self.run_dir, "checkpoints")
+        self.directory = RunDirectory(self.run_dir)
         self.csv = EpochCSV(os.path.join(self.run_dir, "log.csv") if self.main else None)
 
     # -- setup
     def setup(self) -> None:
-        cfg = self.cfg
-        if self.main:
-            os.makedirs(self.ckpt_dir, exist_ok=True)
-            if self.resume_from is None and os.path.isfile(
-                os.path.join(self.ckpt_dir, "last.safetensors")
-            ):
-                raise ConfigError(
-                    f"run directory {self.run_dir} already holds a run; continue it with "
-                    f"--resume {self.run_dir} or choose another --output"
+        """Validate everything (config, data, classes, model, checkpoint), then open the run
+        directory: a run that cannot start changes nothing on disk."""
+        self.prepare()
+        self.open_directory()
+
+    def open_directory(self) -> None:
+        """The first write of the run: create the directory (a new run), write config.yaml, cut
+        log.csv back to the checkpoint's epoch (a resume), remove stale temporary files."""
+
+        def on_main():
+            self.directory.create()
+            removed = self.directory.remove_stale_temp_files()
+            if removed:
+                self.progress.print(
+                    f"removed {len(removed)} temporary file(s) of killed saves: "
+                    + ", ".join(os.path.basename(p) for p in removed)
                 )
-            save_config(cfg, os.path.join(self.run_dir, "config.yaml"))
-        distributed.barrier(self.dist)
+            config_path = os.path.join(self.run_dir, "config.yaml")
+            with writing("run config", config_path):
+                save_config(self.cfg, config_path)
+            if self.resume_from is not None:
+                with writing("training log", self.csv.path):
+                    self.csv.truncate_after(self.position.epoch)
+
+        self._on_main(on_main)
+
+    def _on_main(self, action) -> None:
+        """Run `action` on rank 0 only; every rank then raises what it raised, so no rank is left
+        waiting at a barrier for one that failed."""
+        error = None
+        if self.main:
+            try:
+                action()
+            except Exception as exc:  # re-raised below on every rank
+                error = exc
+        shared = distributed.broadcast_object(
+            None if error is None else (type(error).__name__, str(error)), self.dist
+        )
+        if error is not None:
+            raise error
+        if shared is not None:
+            kind = OutputError if shared[0] == "OutputError" else RuntimeError
+            raise kind(f"rank 0 failed: {shared[1]}")
+
+    def discard(self) -> None:
+        """After a failure: remove what this attempt created when no checkpoint was saved."""
+        if self.main:
+            self.directory.discard()
+
+    def prepare(self) -> None:
+        """Everything that can fail because of the input, before anything is written."""
+        cfg = self.cfg
+        if self.resume_from is None and os.path.isfile(
+            os.path.join(self.ckpt_dir, "last.safetensors")
+        ):
+            raise ConfigError(
+                f"run directory {self.run_dir} already holds a run; continue it with "
+                f"--resume {self.run_dir} or choose another --output"
+            )
+        self._on_main(self.directory.check_creatable)
         self.splits = build_splits(cfg.data, cfg.model, cfg.train.seed)
         # the loaders yield uint8 batches: views are cut and normalised on the device
         self.to_input = DeviceViews.from_config(cfg.data, cfg.model)
@@ -370,7 +426,6 @@ class Run:
         self.scheduler.load_state_dict(meta["scheduler"])
         self.position = Position(**meta["position"])
         self.best = meta.get("best")
-        self.csv.truncate_after(self.position.epoch)
         self.progress.print(
             f"resumed {self.run_dir} at epoch {self.position.epoch} "
             f"(+{self.position.batch} batches), step {self.position.step}"
@@ -414,7 +469,9 @@ class Run:
             position=self.position.state(),
             best=self.best,
         )
-        save_checkpoint(os.path.join(self.ckpt_dir, "last.safetensors"), tensors, meta)
+        path = os.path.join(self.ckpt_dir, "last.safetensors")
+        with writing("checkpoint", path, SAVE_HINT):
+            save_checkpoint(path, tensors, meta)
 
     def save_best(self, metrics: dict) -> None:
         if not self.main:
@@ -423,7 +480,9 @@ class Run:
         tensors = {f"{prefix}.{k}": v for k, v in self.reported_module().state_dict().items()}
         meta = self._meta("weights", prefix)
         meta["val_metrics"] = {k: v for k, v in metrics.items() if k != "AP"}
-        save_checkpoint(os.path.join(self.ckpt_dir, "best.safetensors"), tensors, meta)
+        path = os.path.join(self.ckpt_dir, "best.safetensors")
+        with writing("checkpoint", path, SAVE_HINT):
+            save_checkpoint(path, tensors, meta)
 
     # -- evaluation
     def score(self, module: torch.nn.Module, dataset) -> tuple:
@@ -534,10 +593,9 @@ class Run:
                     self.progress.print(
                         collapse_warning("validation", spread, cfg.train.collapse_spread)
                     )
-            if self.main:
-                self.csv.append(
-                    row
-                )  # before `last`: a crash in between redoes this epoch (see EpochCSV)
+            if self.main:  # before `last`: a crash in between redoes this epoch (see EpochCSV)
+                with writing("training log", self.csv.path, SAVE_HINT):
+                    self.csv.append(row)
             self.save_last()
             distributed.barrier(self.dist)
 
@@ -572,7 +630,9 @@ class Run:
             self.cfg.train.collapse_spread,
         )
         if self.main:
-            write_json(os.path.join(self.run_dir, "metrics.json"), result)
+            path = os.path.join(self.run_dir, "metrics.json")
+            with writing("test metrics", path):
+                write_json(path, result)
             self.progress.print(format_table(result))
             if result["collapsed"]:
                 self.progress.print(
@@ -588,6 +648,9 @@ def train(cfg: RunConfig, run_dir: str | None = None, resume: Checkpoint | None 
         run.setup()
         run.fit()
         return run.test()
+    except BaseException:
+        run.discard()
+        raise
     finally:
         distributed.cleanup()
 
