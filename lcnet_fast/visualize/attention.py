@@ -115,6 +115,9 @@ def attention_maps(checkpoint, image, labels=None, layers="all", weights: str | 
     from lcnet_fast.inference import preprocess_transform, resize_transform, to_uint8_chw
 
     model = load_for_pictures(checkpoint, weights)
+    if not hasattr(model, "decoder"):
+        raise VisualizeError("this model is the plain pooled baseline (--arch pooled): it has no "
+                             "decoder attention to draw")
     if getattr(model, "mirror_inputs", False):
         raise VisualizeError("this model was built with mirror_inputs=True: its label queries "
                              "attend to the graph nodes, not to the image; no attention map")

@@ -45,7 +45,11 @@ def correlation_matrix(model: torch.nn.Module, transform: str = "softmax") -> np
     """W (N, N) float64 from the model's learned correlation A (see module doc)."""
     if transform not in TRANSFORMS:
         raise VisualizeError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
-    graph = model.label_graph
+    graph = getattr(model, "label_graph", None)
+    if graph is None:
+        raise VisualizeError(
+            "this model is the plain pooled baseline (--arch pooled): it has no label graph"
+        )
     if not getattr(graph, "use_graph", False) or not hasattr(graph, "correlation"):
         raise VisualizeError(
             "this model was built with use_graph=False (the paper's 'no graph' ablation): it has "

@@ -64,3 +64,19 @@ def test_cli_on_a_training_run_and_no_graph_error(trained_run, tiny_checkpoint_n
     assert len(classes) == 4
     with pytest.raises(VisualizeError, match="use_graph=False"):
         main(["graph", "--checkpoint", tiny_checkpoint_no_graph, "--out", str(tmp_path)])
+
+
+def test_pooled_baseline_has_no_graph_or_attention_to_draw(tmp_path):
+    from lcnet_fast import PooledClassifier
+    from lcnet_fast.inference import save_pretrained
+
+    path = tmp_path / "pooled.safetensors"
+    save_pretrained(PooledClassifier(4, "test_resnet", input_size=32), path, list("abcd"))
+    with pytest.raises(VisualizeError, match="pooled baseline"):
+        main(["graph", "--checkpoint", str(path), "--out", str(tmp_path)])
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(image)
+    with pytest.raises(VisualizeError, match="pooled baseline"):
+        main(["attention", "--checkpoint", str(path), str(image), "--out", str(tmp_path)])
