@@ -26,7 +26,7 @@ from lcnet_fast.config import (
 )
 from lcnet_fast.engine.data import DeviceViews, EmptySplitError, build_split, make_loader
 from lcnet_fast.engine.distributed import pick_device
-from lcnet_fast.engine.loop import resolve_precision, score_split
+from lcnet_fast.engine.loop import check_finite_scores, resolve_precision, score_split
 from lcnet_fast.engine.model import model_from_checkpoint
 from lcnet_fast.engine.report import (
     collapse_warning,
@@ -35,6 +35,7 @@ from lcnet_fast.engine.report import (
     summary,
     write_json,
 )
+from lcnet_fast.engine.rundir import check_writable_file, writing
 from lcnet_fast.engine.sampler import ShardSampler
 
 
@@ -104,6 +105,8 @@ def data_config(checkpoint, args, overrides: dict) -> tuple[DataConfig, ModelCon
 
 
 def evaluate(args, overrides: dict) -> dict:
+    if args.output:  # before any work: a result that cannot be written is a wasted evaluation
+        check_writable_file(args.output, "result file")
     checkpoint = load_checkpoint(args.checkpoint)
     data, model_cfg, threshold, batch_size = data_config(checkpoint, args, overrides)
     device = pick_device(args.device)
@@ -137,6 +140,9 @@ def evaluate(args, overrides: dict) -> dict:
     _, scores, targets = score_split(
         model, loader, sampler.indices, device, precision, DeviceViews.from_config(data, model_cfg)
     )
+    check_finite_scores(
+        scores, f"scores of split {args.split!r}", f"{checkpoint.path} cannot be evaluated"
+    )
     metrics = compute_metrics(scores, targets, threshold)
     return summary(
         metrics,
@@ -158,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     if result["collapsed"]:
         print(collapse_warning(args.split, result["score_spread"], args.collapse_spread))
     if args.output:
-        write_json(args.output, result)
+        with writing("result file", args.output):
+            write_json(args.output, result)
         print(f"wrote {args.output}")
     return 0
 

@@ -47,7 +47,7 @@ from lcnet_fast.config import (
     resolve_config,
     save_config,
 )
-from lcnet_fast.data.base import ImageLoadError
+from lcnet_fast.data.base import DatasetError, ImageLoadError
 from lcnet_fast.engine import distributed, seeding
 from lcnet_fast.engine.data import (
     DeviceViews,
@@ -59,8 +59,10 @@ from lcnet_fast.engine.data import (
 from lcnet_fast.engine.ema import ModelEMA
 from lcnet_fast.engine.loop import (
     NonFiniteLossError,
+    NonFiniteScoresError,
     Position,
     TrainParts,
+    check_finite_scores,
     resolve_precision,
     score_split,
     steps_in_epoch,
@@ -77,6 +79,7 @@ from lcnet_fast.engine.report import (
 )
 from lcnet_fast.engine.rundir import OutputError, RunDirectory, writing
 from lcnet_fast.engine.sampler import EpochSampler, SeededAugmentation, ShardSampler
+from lcnet_fast.ops._backend import BackendUnavailableError
 
 # Settings that may differ when resuming (where the data lives, how fast, how chatty); anything else
 # would make the resumed run a different run.
@@ -105,6 +108,9 @@ USER_ERRORS = (
     FileNotFoundError,
     ImageLoadError,
     OutputError,
+    DatasetError,
+    NonFiniteScoresError,
+    BackendUnavailableError,
 )
 
 
@@ -509,6 +515,11 @@ class Run:
         if self.splits.val is None:
             return None
         scores, targets = self.score(self.reported_module(), self.splits.val)
+        check_finite_scores(
+            scores,
+            f"validation scores after epoch {self.position.epoch + 1}",
+            "training stopped, the last saved checkpoint is kept as it was",
+        )
         return compute_metrics(scores, targets, self.cfg.train.threshold)
 
     # -- training
@@ -618,6 +629,9 @@ class Run:
     def test(self) -> dict:
         module, which = self.final_module()
         scores, targets = self.score(module, self.splits.test)
+        check_finite_scores(
+            scores, f"test scores of the {which} weights", "no metrics.json was written"
+        )
         metrics = compute_metrics(scores, targets, self.cfg.train.threshold)
         result = summary(
             metrics,

@@ -23,11 +23,17 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-__all__ = ["ImageLoadError", "MultiLabelDataset", "load_image"]
+__all__ = ["DatasetError", "ImageLoadError", "MultiLabelDataset", "load_image"]
 
 
 class ImageLoadError(OSError):
     """An image file is missing, truncated or not an image. The message names the file."""
+
+
+class DatasetError(ValueError):
+    """An annotation file or dataset directory is malformed, empty, or disagrees with the classes
+    it must have (unknown class name, other class columns). The message names the file and, where
+    there is one, the line or entry."""
 
 
 def load_image(path: str) -> torch.Tensor:
@@ -57,11 +63,11 @@ def load_image(path: str) -> torch.Tensor:
 def _check_labels(labels: torch.Tensor, n: int, c: int, where: str) -> torch.Tensor:
     labels = torch.as_tensor(labels)
     if labels.shape != (n, c):
-        raise ValueError(f"{where}: labels must have shape ({n}, {c}), got {tuple(labels.shape)}")
+        raise DatasetError(f"{where}: labels must have shape ({n}, {c}), got {tuple(labels.shape)}")
     bad = ~((labels == 1) | (labels == 0) | (labels == -1))
     if bool(bad.any()):
         r, col = (int(v) for v in bad.nonzero()[0])
-        raise ValueError(
+        raise DatasetError(
             f"{where}: label values must be 1, 0 or -1; "
             f"row {r}, column {col} is {labels[r, col].item()}"
         )
@@ -98,11 +104,11 @@ class MultiLabelDataset(Dataset):
         self.classes = list(classes)
         if len(set(self.classes)) != len(self.classes):
             dup = sorted({c for c in self.classes if self.classes.count(c) > 1})
-            raise ValueError(f"{name}: duplicate class names {dup}")
+            raise DatasetError(f"{name}: duplicate class names {dup}")
         if len(paths) == 0:
-            raise ValueError(f"{name}: contains no images")
+            raise DatasetError(f"{name}: contains no images")
         if not self.classes:
-            raise ValueError(f"{name}: has no classes")
+            raise DatasetError(f"{name}: has no classes")
         self.paths = [str(p) for p in paths]
         self.labels = _check_labels(labels, len(self.paths), len(self.classes), name)
         self.transform = transform

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .base import MultiLabelDataset
+from .base import DatasetError, MultiLabelDataset
 
 __all__ = ["CocoDataset"]
 
@@ -26,10 +26,10 @@ def _load_json(path: str) -> dict:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+        raise DatasetError(f"{path} is not valid JSON: {exc}") from exc
     for key in ("images", "categories"):
         if key not in data:
-            raise ValueError(f"{path}: missing the '{key}' list of a COCO instances file")
+            raise DatasetError(f"{path}: missing the '{key}' list of a COCO instances file")
     return data
 
 
@@ -62,7 +62,7 @@ class CocoDataset(MultiLabelDataset):
         else:
             unknown = [c for c in classes if c not in names]
             if unknown:
-                raise ValueError(
+                raise DatasetError(
                     f"{annotation_file}: unknown class name(s) {unknown}; categories are {names}"
                 )
         column = {c["id"]: classes.index(c["name"]) for c in cats if c["name"] in classes}
@@ -72,12 +72,12 @@ class CocoDataset(MultiLabelDataset):
         labels = torch.zeros(len(images), len(classes), dtype=torch.int8)
         for ann in data.get("annotations", []):
             if ann["image_id"] not in row:
-                raise ValueError(
+                raise DatasetError(
                     f"{annotation_file}: annotation {ann.get('id')} refers to unknown image_id "
                     f"{ann['image_id']}"
                 )
             if ann["category_id"] not in known_ids:
-                raise ValueError(
+                raise DatasetError(
                     f"{annotation_file}: annotation {ann.get('id')} has category_id "
                     f"{ann['category_id']} not listed in categories"
                 )

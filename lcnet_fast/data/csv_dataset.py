@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .base import MultiLabelDataset
+from .base import DatasetError, MultiLabelDataset
 
 __all__ = ["CSVDataset"]
 
@@ -30,10 +30,10 @@ def _read_rows(csv_file: str, sep: str) -> tuple[list[str], list[list[str]]]:
     with open(csv_file, newline="", encoding="utf-8") as f:
         rows = [r for r in csv.reader(f, delimiter=sep) if r and any(cell.strip() for cell in r)]
     if not rows:
-        raise ValueError(f"{csv_file} is empty (expected a header row)")
+        raise DatasetError(f"{csv_file} is empty (expected a header row)")
     header = [h.strip() for h in rows[0]]
     if len(header) < 2:
-        raise ValueError(
+        raise DatasetError(
             f"{csv_file}: header {header} needs a file-name column and at least one more column"
         )
     return header, rows[1:]
@@ -67,10 +67,10 @@ class CSVDataset(MultiLabelDataset):
     ) -> None:
         header, rows = _read_rows(csv_file, sep)
         if not rows:
-            raise ValueError(f"{csv_file} contains no images (only a header)")
+            raise DatasetError(f"{csv_file} contains no images (only a header)")
         for n, row in enumerate(rows, start=2):
             if len(row) != len(header):
-                raise ValueError(
+                raise DatasetError(
                     f"{csv_file} line {n}: {len(row)} fields, the header has {len(header)}"
                 )
         files = [row[0].strip() for row in rows]
@@ -91,7 +91,7 @@ class CSVDataset(MultiLabelDataset):
         if classes is None:
             classes = sorted({name for row in names for name in row})
             if not classes:
-                raise ValueError(
+                raise DatasetError(
                     f"{csv_file}: no class name appears in the 'labels' column; pass classes="
                 )
         classes = list(classes)
@@ -100,7 +100,7 @@ class CSVDataset(MultiLabelDataset):
         for r, row in enumerate(names):
             for name in row:
                 if name not in column:
-                    raise ValueError(
+                    raise DatasetError(
                         f"{csv_file} line {r + 2} ({rows[r][0].strip()}): unknown class name "
                         f"{name!r}; classes are {classes}"
                     )
@@ -111,14 +111,14 @@ class CSVDataset(MultiLabelDataset):
     def _onehot_layout(csv_file, header, rows, classes):
         columns = header[1:]
         if len(set(columns)) != len(columns):
-            raise ValueError(f"{csv_file}: duplicate class columns in header {columns}")
+            raise DatasetError(f"{csv_file}: duplicate class columns in header {columns}")
         if classes is None:
             classes = columns
         classes = list(classes)
         missing = [c for c in classes if c not in columns]
         extra = [c for c in columns if c not in classes]
         if missing or extra:
-            raise ValueError(
+            raise DatasetError(
                 f"{csv_file}: class columns disagree with the given classes: missing columns "
                 f"{missing}, unexpected columns {extra}"
             )
@@ -128,7 +128,7 @@ class CSVDataset(MultiLabelDataset):
             for j, k in enumerate(order):
                 cell = row[k].strip()
                 if cell not in ("1", "0", "-1"):
-                    raise ValueError(
+                    raise DatasetError(
                         f"{csv_file} line {r + 2}, column {header[k]!r}: value {cell!r} is not "
                         f"1, 0 or -1"
                     )

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .base import MultiLabelDataset
+from .base import DatasetError, MultiLabelDataset
 
 __all__ = ["FolderDataset", "IMAGE_EXTENSIONS"]
 
@@ -34,7 +34,7 @@ class FolderDataset(MultiLabelDataset):
             raise FileNotFoundError(f"image folder not found: {root}")
         classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
         if not classes:
-            raise ValueError(f"{root} has no class sub-folders")
+            raise DatasetError(f"{root} has no class sub-folders")
         paths, rows = [], []
         for j, c in enumerate(classes):
             for name in sorted(os.listdir(os.path.join(root, c))):
@@ -42,7 +42,7 @@ class FolderDataset(MultiLabelDataset):
                     paths.append(os.path.join(root, c, name))
                     rows.append(j)
         if not paths:
-            raise ValueError(f"{root} contains no images with extensions {list(extensions)}")
+            raise DatasetError(f"{root} contains no images with extensions {list(extensions)}")
         labels = torch.zeros(len(paths), len(classes), dtype=torch.int8)
         labels[torch.arange(len(paths)), torch.tensor(rows)] = 1
         super().__init__(paths, labels, classes, transform, skip_bad_images, name=f"folder {root}")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .base import MultiLabelDataset
+from .base import DatasetError, MultiLabelDataset
 
 __all__ = ["VOCDataset", "VOC_CLASSES"]
 
@@ -99,7 +99,7 @@ class VOCDataset(MultiLabelDataset):
         with open(split_file, encoding="utf-8") as f:
             ids = [line.split()[0] for line in f if line.strip()]
         if not ids:
-            raise ValueError(f"VOC split {split!r} is empty: {split_file}")
+            raise DatasetError(f"VOC split {split!r} is empty: {split_file}")
         column = {c: j for j, c in enumerate(classes)}
         labels = torch.zeros(len(ids), len(classes), dtype=torch.int8)
         paths = []
@@ -112,13 +112,13 @@ class VOCDataset(MultiLabelDataset):
             try:
                 tree = ET.parse(xml_path).getroot()
             except ET.ParseError as exc:
-                raise ValueError(f"cannot parse VOC annotation {xml_path}: {exc}") from exc
+                raise DatasetError(f"cannot parse VOC annotation {xml_path}: {exc}") from exc
             file_name = (tree.findtext("filename") or "").strip() or f"{image_id}.jpg"
             paths.append(os.path.join(self.root, "JPEGImages", file_name))
             for obj in tree.iter("object"):
                 name = (obj.findtext("name") or "").strip()
                 if name not in column:
-                    raise ValueError(
+                    raise DatasetError(
                         f"{xml_path}: unknown class name {name!r} (classes: {classes})"
                     )
                 difficult = (obj.findtext("difficult") or "0").strip() == "1"

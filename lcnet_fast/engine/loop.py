@@ -23,6 +23,21 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss or gradient norm became NaN/inf; the message names the step."""
 
 
+class NonFiniteScoresError(FloatingPointError):
+    """A model produced NaN/inf scores on an evaluation split (its weights diverged)."""
+
+
+def check_finite_scores(scores: np.ndarray, what: str, consequence: str) -> None:
+    """Raise NonFiniteScoresError when any score is NaN/inf: `what` names the scores (e.g.
+    "validation scores at epoch 3"), `consequence` says what happens now."""
+    bad_rows = ~np.isfinite(scores).all(axis=1) if scores.ndim == 2 else ~np.isfinite(scores)
+    if bool(bad_rows.any()):
+        raise NonFiniteScoresError(
+            f"{what} are NaN/inf for {int(bad_rows.sum())} of {len(bad_rows)} images: the "
+            f"model's weights diverged; {consequence}"
+        )
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """'auto' -> bf16 on CUDA, fp32 elsewhere (CPU bf16 autocast is slow on most CPUs)."""
     if precision == "auto":

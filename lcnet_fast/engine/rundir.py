@@ -116,7 +116,7 @@ class RunDirectory:
 
     def discard(self) -> None:
         """Undo this attempt when it saved no checkpoint (see the module doc). Best effort."""
-        if self.has_checkpoint():
+        if not os.path.isdir(self.path) or self.has_checkpoint():
             return
         if self.created_dirs:
             run_dir = os.path.abspath(self.path)
@@ -130,7 +130,7 @@ class RunDirectory:
                 return
         for name in RUN_FILES:
             if name not in self.existing_files:
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):
                     os.remove(os.path.join(self.path, name))
         if not self.checkpoints_existed:
             shutil.rmtree(self.checkpoints, ignore_errors=True)
