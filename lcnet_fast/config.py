@@ -53,6 +53,9 @@ class DataConfig:
     coco_train_annotations: str = "annotations/instances_train2014.json"
     coco_test_images: str = "val2014"
     coco_test_annotations: str = "annotations/instances_val2014.json"
+    # an explicit validation split (val_split "val"); "" = none (then data.val_fraction of train)
+    coco_val_images: str = ""
+    coco_val_annotations: str = ""
     # voc
     voc_year: str = "2007"
     # csv: one file per split (relative to root unless absolute); the image paths inside are
@@ -167,6 +170,12 @@ class TrainConfig:
     # validation / test scores whose spread across images (mean per-class std, metrics.py) is
     # below this are reported as a collapsed run: the model answers the same for every image
     collapse_spread: float = 0.02
+    # divergence guard: stop when the global weight norm exceeds this multiple of its value at the
+    # start of training (working runs stay within 2x; lr 1e2 passes 100x in two steps); 0 = off
+    max_weight_growth: float = 100.0
+    # torchrun: seconds a collective (all-reduce, barrier, gather) may wait for the other ranks
+    # before the run stops with a message naming the stalled rank
+    collective_timeout_s: float = 300.0
     log_every: int = 10  # progress line every N optimizer steps
     checkpoint_every_steps: int = 0  # also save `last` every N optimizer steps (mid-epoch resume)
     output: str = ""  # run directory; "" = runs/<name or timestamp>
@@ -230,6 +239,12 @@ class RunConfig:
             ),
             (self.train.eval_every >= 1, "train.eval_every", ">= 1"),
             (0.0 <= self.train.collapse_spread < 0.5, "train.collapse_spread", "in [0, 0.5)"),
+            (
+                self.train.max_weight_growth == 0 or self.train.max_weight_growth > 1,
+                "train.max_weight_growth",
+                "0 (off) or > 1",
+            ),
+            (self.train.collective_timeout_s > 0, "train.collective_timeout_s", "> 0"),
             (0.0 <= self.data.val_fraction < 1.0, "data.val_fraction", "in [0, 1)"),
             (
                 len(self.data.mean) == 3 and len(self.data.std) == 3,
