@@ -58,6 +58,7 @@ from lcnet_fast.engine.data import (
 )
 from lcnet_fast.engine.ema import ModelEMA
 from lcnet_fast.engine.loop import (
+    DivergenceError,
     NonFiniteLossError,
     NonFiniteScoresError,
     Position,
@@ -67,6 +68,7 @@ from lcnet_fast.engine.loop import (
     score_split,
     steps_in_epoch,
     train_epoch,
+    weight_norm,
 )
 from lcnet_fast.engine.model import architecture, build_model, model_config_from
 from lcnet_fast.engine.progress import EpochCSV, Progress
@@ -92,6 +94,8 @@ RESUME_OVERRIDABLE = {
     "train.log_every",
     "train.eval_batch_size",
     "train.output",
+    "train.max_weight_growth",
+    "train.collective_timeout_s",
 }
 
 SAVE_HINT = (
@@ -111,6 +115,7 @@ USER_ERRORS = (
     DatasetError,
     NonFiniteScoresError,
     BackendUnavailableError,
+    DivergenceError,
 )
 
 
@@ -346,6 +351,9 @@ class Run:
         torch.manual_seed(seeding.derive_seed(cfg.train.seed, seeding.INIT))
         model = build_model(self.model_config, embeddings, correlation).to(self.device)
         self.raw_model = model
+        # the reference of the divergence guard: the initial weights (seeded, so a resumed run
+        # rebuilds the same ones before loading its checkpoint)
+        self.initial_weight_norm = weight_norm(model)
         self.ema = (
             ModelEMA(model, cfg.train.ema_decay, cfg.train.ema_warmup) if cfg.train.ema else None
         )
@@ -403,6 +411,8 @@ class Run:
             grad_clip=cfg.optim.grad_clip,
             loss_reduction=cfg.loss.reduction,
             to_input=self.to_input,
+            initial_weight_norm=self.initial_weight_norm,
+            max_weight_growth=cfg.train.max_weight_growth,
         )
         self.sampler = EpochSampler(
             len(self.train_data), cfg.train.seed, True, self.dist.rank, self.dist.world_size

@@ -23,6 +23,16 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss or gradient norm became NaN/inf; the message names the step."""
 
 
+class DivergenceError(FloatingPointError):
+    """Training diverged: the weights grew beyond train.max_weight_growth times their initial norm,
+    or an optimizer step made them NaN/inf. The message names the step and the bound."""
+
+
+def weight_norm(module: nn.Module) -> float:
+    """The global L2 norm of a module's parameters (all of them, trainable or not)."""
+    return float(torch.nn.utils.get_total_norm([p.detach() for p in module.parameters()]))
+
+
 class NonFiniteScoresError(FloatingPointError):
     """A model produced NaN/inf scores on an evaluation split (its weights diverged)."""
 
@@ -89,11 +99,40 @@ class TrainParts:
     loss_reduction: str
     # loader batch (already on the device) -> model input: engine.data.DeviceViews
     to_input: Callable[[torch.Tensor], torch.Tensor]
+    # divergence guard: the weight norm at the start of training and the allowed growth factor
+    # (train.max_weight_growth; 0 = off)
+    initial_weight_norm: float = 0.0
+    max_weight_growth: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
 def steps_in_epoch(batches: int, accumulation_steps: int) -> int:
     return math.ceil(batches / accumulation_steps)
+
+
+def check_divergence(parts: TrainParts, position: Position) -> None:
+    """After an optimizer step: raise DivergenceError when the weights are NaN/inf (always) or
+    their global norm exceeds max_weight_growth x the initial norm (when > 0). Every rank holds
+    the same weights (DDP), so every rank reaches the same verdict and they stop together."""
+    norm = weight_norm(parts.raw_model)
+    where = f"at step {position.step + 1} (epoch {position.epoch + 1})"
+    stop = "training stopped, the last saved checkpoint is kept as it was"
+    lr = parts.optimizer.param_groups[0]["lr"]
+    if not math.isfinite(norm):
+        raise DivergenceError(
+            f"training diverged {where}: the optimizer step made the weights NaN/inf "
+            f"(learning rate {lr:.3g}; lower optim.lr); {stop}"
+        )
+    if parts.max_weight_growth <= 0 or parts.initial_weight_norm <= 0:
+        return
+    growth = norm / parts.initial_weight_norm
+    if growth > parts.max_weight_growth:
+        raise DivergenceError(
+            f"training diverged {where}: the global weight norm is {norm:.3g}, {growth:.3g}x its "
+            f"initial {parts.initial_weight_norm:.3g} (limit train.max_weight_growth "
+            f"{parts.max_weight_growth:g}; learning rate {lr:.3g}): lower optim.lr, or raise the "
+            f"limit (0 = off); {stop}"
+        )
 
 
 def _grad_norm(parts: TrainParts) -> torch.Tensor:
@@ -164,6 +203,7 @@ def train_epoch(
             )
         position.lr = parts.optimizer.param_groups[0]["lr"]
         parts.optimizer.step()
+        check_divergence(parts, position)
         parts.optimizer.zero_grad(set_to_none=True)
         parts.scheduler.step()
         if parts.ema is not None:
