@@ -71,6 +71,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
         "--baseline", help="row the paired mAP differences are taken against (default: first row)"
     )
     parser.add_argument(
+        "--pairs",
+        default="",
+        help="comma-separated A:B row pairs: per-seed differences A - B of mAP and tiny-class AP "
+        "(mean ± std over seeds), e.g. d2_c2:pooled_c2,d2_c2:d1_c2",
+    )
+    parser.add_argument(
         "--fresh", action="store_true", help="delete existing run directories of these runs first"
     )
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
@@ -187,6 +193,38 @@ def aggregate(rows: list[Row], runs: list[dict], baseline: str) -> list[dict]:
     return out
 
 
+def paired_differences(runs: list[dict], pairs: list[tuple[str, str]]) -> list[dict]:
+    """Per pair (a, b): the per-seed differences a - b of test mAP and mean tiny-class AP, over
+    the seeds both rows have."""
+    by_row_seed = {(r["row"], r["seed"]): r for r in runs}
+    out = []
+    for a, b in pairs:
+        seeds = sorted(s for (row, s) in by_row_seed if row == a and (b, s) in by_row_seed)
+        entry = {"a": a, "b": b, "seeds": seeds}
+        for key in ("mAP", "tiny_AP"):
+
+            def value(run, key=key):
+                return run["metrics"]["mAP"] if key == "mAP" else run["tiny_AP"]
+
+            values = [value(by_row_seed[(a, s)]) - value(by_row_seed[(b, s)]) for s in seeds]
+            mean, std = mean_std(values)
+            entry[key] = {"values": values, "mean": mean, "std": std}
+        out.append(entry)
+    return out
+
+
+def parse_pairs(text: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        a, sep, b = item.partition(":")
+        if not sep or not a or not b:
+            raise ConfigError(f"--pairs: expected A:B row pairs, got {item!r}")
+        pairs.append((a.strip(), b.strip()))
+    return pairs
+
+
 def _cell(stat: dict, digits: int = 1, signed: bool = False) -> str:
     values = stat["values"]
     if signed and not math.isnan(stat["mean"]):
@@ -236,6 +274,19 @@ def markdown(result: dict) -> str:
             f"{_cell(entry['OF1'])} | {_cell(entry['CF1_top3'])} | "
             f"{_cell(entry['tiny_AP']['mean'])} | {paper_text(entry['row'])} |"
         )
+    if result.get("pairs"):
+        lines += [
+            "",
+            "Paired differences (per seed, then mean ± std over seeds):",
+            "",
+            "| A - B | seeds | Δ mAP | Δ tiny AP |",
+            "|---|---|---|---|",
+        ]
+        for pair in result["pairs"]:
+            lines.append(
+                f"| `{pair['a']}` - `{pair['b']}` | {len(pair['seeds'])} | "
+                f"{_cell(pair['mAP'], signed=True)} | {_cell(pair['tiny_AP'], signed=True)} |"
+            )
     collapsed = [f"`{e['row']}` ({e['collapsed_runs']})" for e in agg if e.get("collapsed_runs")]
     if collapsed:
         lines += ["", "Collapsed runs (test scores independent of the image): " + ", ".join(collapsed)]
@@ -258,8 +309,13 @@ def run_ablation(argv: list[str] | None = None) -> dict:
     args, overrides = parse_args(argv)
     rows = expand_rows(args.rows)
     baseline = args.baseline or rows[0].name
-    if baseline not in {r.name for r in rows}:
+    names = {r.name for r in rows}
+    if baseline not in names:
         raise ConfigError(f"--baseline {baseline!r} is not among the rows")
+    pairs = parse_pairs(args.pairs)
+    unknown = sorted({name for pair in pairs for name in pair} - names)
+    if unknown:
+        raise ConfigError(f"--pairs names rows that are not among the rows: {', '.join(unknown)}")
     base = base_config(args, overrides)
     command = "python -m lcnet_fast.experiments ablation " + shlex.join(argv or [])
     runs = []
@@ -297,6 +353,7 @@ def run_ablation(argv: list[str] | None = None) -> dict:
         "setup": setup,
         "baseline": baseline,
         "rows": aggregate(rows, runs, baseline),
+        "pairs": paired_differences(runs, pairs),
         "runs": runs,
     }
     write_outputs(result, args.output, args.stem, plot=not args.no_plot)

@@ -6,6 +6,7 @@ import math
 import pytest
 
 import lcnet_fast.train as train_module
+from lcnet_fast.config import ConfigError
 from lcnet_fast.experiments.__main__ import main as experiments_main
 from lcnet_fast.experiments.ablation import aggregate, markdown
 from lcnet_fast.experiments.rows import expand_rows
@@ -154,3 +155,32 @@ def test_aggregate_mean_std_and_paired_delta():
     )
     assert "| 83.0 ± 2.8 | +2.0 ± 1.4 |" in text
     assert fmt_mean_std([None, float("nan")]) == "n/a"
+
+
+def test_paired_differences_and_pooled_rows_in_the_table():
+    from lcnet_fast.experiments.ablation import paired_differences, parse_pairs
+
+    runs = [
+        _run("d2_c2", 0, 90.0, 80.0),
+        _run("d2_c2", 1, 92.0, 84.0),
+        _run("d2_c2", 2, 91.0, 81.0),
+        _run("pooled_c2", 0, 89.0, 70.0),
+        _run("pooled_c2", 1, 88.0, 75.0),  # seed 2 missing: paired over seeds 0 and 1 only
+    ]
+    pairs = paired_differences(runs, parse_pairs("d2_c2:pooled_c2"))
+    assert pairs[0]["seeds"] == [0, 1]
+    assert pairs[0]["mAP"]["values"] == [1.0, 4.0] and pairs[0]["mAP"]["mean"] == 2.5
+    assert pairs[0]["tiny_AP"]["values"] == [10.0, 9.0]
+    with pytest.raises(ConfigError, match="A:B"):
+        parse_pairs("d2_c2-pooled_c2")
+    rows = expand_rows("pooled_c2,d2_c2_literal")
+    agg = aggregate(rows, [_run("pooled_c2", 0, 89.0, 70.0), _run("d2_c2_literal", 0, 80.0, 60.0)],
+                    "pooled_c2")
+    setup = dict(dataset="synthetic", train_images=1, test_images=1, num_classes=2, backbone="b",
+                 pretrained=False, view_size=64, d_model=8, epochs=1, batch_size=1, lr=1.0,
+                 seeds=[0], weights="EMA")
+    text = markdown({"command": "c", "baseline": "pooled_c2", "rows": agg, "setup": setup,
+                     "pairs": pairs})
+    assert "| `pooled_c2` | pooled head | - | 2 (" in text
+    assert "| `d2_c2_literal` | 2 | literal | 2 (" in text and "| -9.0 |" in text
+    assert "| `d2_c2` - `pooled_c2` | 2 | +2.5 ± 2.1 | +9.5 ± 0.7 |" in text
