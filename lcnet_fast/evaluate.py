@@ -10,8 +10,10 @@ dataset's classes must be the checkpoint's classes, in the same order.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+import numpy as np
 import torch
 
 from lcnet_fast.checkpoint import CheckpointError, compare_classes, load_checkpoint
@@ -24,6 +26,7 @@ from lcnet_fast.config import (
     config_from_dict,
     parse_override_tokens,
 )
+from lcnet_fast.data.base import ImageLoadError
 from lcnet_fast.engine.data import DeviceViews, EmptySplitError, build_split, make_loader
 from lcnet_fast.engine.distributed import pick_device
 from lcnet_fast.engine.loop import check_finite_scores, resolve_precision, score_split
@@ -71,6 +74,12 @@ def parse_args(argv):
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="leave unreadable images out of the metrics (and report how many) instead of "
+        "refusing the split; the run's own data.skip_bad_images is not inherited",
+    )
     args, rest = parser.parse_known_args(argv)
     return args, parse_override_tokens(rest)
 
@@ -91,6 +100,9 @@ def data_config(checkpoint, args, overrides: dict) -> tuple[DataConfig, ModelCon
             raise ConfigError(
                 f"evaluate takes only data settings as --key value (data.*), got --{key}"
             )
+    # an unreadable image is an error unless asked for here: never inherited from the run
+    if not any(canonical_key(key) == "data.skip_bad_images" for key in extra):
+        extra["data.skip_bad_images"] = args.skip_bad_images
     cfg = apply_overrides(cfg, extra)
     # preprocessing is part of the model: always the checkpoint's
     pre = checkpoint.meta["preprocess"]
@@ -137,23 +149,48 @@ def evaluate(args, overrides: dict) -> dict:
         pin_memory=device.type == "cuda",
     )
     precision = resolve_precision("auto", device)
-    _, scores, targets = score_split(
-        model, loader, sampler.indices, device, precision, DeviceViews.from_config(data, model_cfg)
-    )
+    try:
+        _, scores, targets, skipped = score_split(
+            model,
+            loader,
+            sampler.indices,
+            device,
+            precision,
+            DeviceViews.from_config(data, model_cfg),
+        )
+    except ImageLoadError as exc:
+        raise ImageLoadError(
+            f"{exc} (evaluate refuses a split with unreadable images; --skip-bad-images leaves "
+            f"them out of the metrics)"
+        ) from exc
+    # rows whose own image was unreadable were scored on a stand-in: leave them out
+    keep = np.asarray([not paths for paths in skipped], dtype=bool)
+    bad = sorted({path for paths in skipped for path in paths})
+    if bad:
+        names = ", ".join(os.path.basename(p) for p in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        print(
+            f"warning: skipped {len(bad)} unreadable image(s) of split {args.split!r}, left out "
+            f"of the metrics: {names}{more}",
+            file=sys.stderr,
+        )
+    scores, targets = scores[keep], targets[keep]
     check_finite_scores(
         scores, f"scores of split {args.split!r}", f"{checkpoint.path} cannot be evaluated"
     )
     metrics = compute_metrics(scores, targets, threshold)
-    return summary(
+    result = summary(
         metrics,
         checkpoint.classes,
         args.split,
-        len(dataset),
+        len(scores),
         threshold,
         weights,
         checkpoint.path,
         args.collapse_spread,
     )
+    result["skipped_images"] = len(bad)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

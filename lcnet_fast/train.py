@@ -382,6 +382,7 @@ class Run:
         )
         self.position = Position()
         self.best: dict | None = None
+        self.skip_counts: dict[str, int] = {"train": 0, "val": 0, "test": 0}
         if self.resume_from is not None:
             self._restore(self.resume_from)
 
@@ -442,6 +443,7 @@ class Run:
         self.scheduler.load_state_dict(meta["scheduler"])
         self.position = Position(**meta["position"])
         self.best = meta.get("best")
+        self.skip_counts.update(meta.get("skip_counts", {}))
         self.progress.print(
             f"resumed {self.run_dir} at epoch {self.position.epoch} "
             f"(+{self.position.batch} batches), step {self.position.step}"
@@ -484,6 +486,7 @@ class Run:
             ema_updates=self.ema.updates if self.ema else 0,
             position=self.position.state(),
             best=self.best,
+            skip_counts=self.skip_counts,
         )
         path = os.path.join(self.ckpt_dir, "last.safetensors")
         with writing("checkpoint", path, SAVE_HINT):
@@ -511,20 +514,36 @@ class Run:
             drop_last=False,
             pin_memory=self.device.type == "cuda",
         )
-        indices, scores, targets = score_split(
+        indices, scores, targets, skipped = score_split(
             module, loader, sampler.indices, self.device, self.precision, self.to_input
         )
         num_classes = len(self.classes)
+        stand_in = np.asarray([1.0 if paths else 0.0 for paths in skipped]).reshape(-1, 1)
         rows = np.concatenate(
-            [scores.reshape(-1, num_classes), targets.reshape(-1, num_classes)], axis=1
+            [scores.reshape(-1, num_classes), targets.reshape(-1, num_classes), stand_in], axis=1
         )
         _, rows = distributed.gather_rows(indices, rows, self.dist)
-        return rows[:, :num_classes], rows[:, num_classes:]
+        bad = distributed.gather_union([p for paths in skipped for p in paths], self.dist)
+        # rows of unreadable images (scored on a stand-in) are left out of the metrics
+        keep = rows[:, 2 * num_classes] == 0
+        return rows[keep, :num_classes], rows[keep, num_classes : 2 * num_classes], bad
+
+    def report_skipped(self, split: str, paths: list[str], when: str) -> None:
+        if paths:
+            names = ", ".join(os.path.basename(p) for p in paths[:5])
+            more = f" and {len(paths) - 5} more" if len(paths) > 5 else ""
+            self.progress.print(
+                f"warning: {when}: skipped {len(paths)} unreadable {split} image(s) "
+                f"(data.skip_bad_images): {names}{more}"
+            )
 
     def validate(self) -> dict | None:
+        """Validation metrics (None without a val split); skip_counts["val"]: images skipped."""
         if self.splits.val is None:
             return None
-        scores, targets = self.score(self.reported_module(), self.splits.val)
+        scores, targets, bad = self.score(self.reported_module(), self.splits.val)
+        self.report_skipped("validation", bad, f"epoch {self.position.epoch + 1}")
+        self.skip_counts["val"] = len(bad)
         check_finite_scores(
             scores,
             f"validation scores after epoch {self.position.epoch + 1}",
@@ -537,6 +556,8 @@ class Run:
         every = self.cfg.train.checkpoint_every_steps
         if every > 0 and position.step % every == 0 and position.batch < self.batches_per_epoch:
             position.seconds = time.perf_counter() - self.epoch_start
+            # every rank's skipped images, so a resume from here counts the whole epoch
+            position.skipped = distributed.gather_union(position.skipped, self.dist)
             self.save_last()
 
     def fit(self) -> None:
@@ -576,6 +597,9 @@ class Run:
                 self._on_step,
             )
             seconds = time.perf_counter() - start
+            train_bad = distributed.gather_union(self.position.skipped, self.dist)
+            self.report_skipped("train", train_bad, f"epoch {epoch + 1}")
+            self.skip_counts["train"] = len(train_bad)
             row = {
                 "epoch": epoch + 1,
                 "steps": self.position.step,
@@ -583,6 +607,7 @@ class Run:
                 "lr": f"{self.position.lr:.3e}",
                 "images_per_s": f"{self.position.images / max(seconds, 1e-9):.2f}",
                 "epoch_seconds": f"{seconds:.2f}",
+                "skipped_train": len(train_bad),
             }
             last_epoch = epoch + 1 == cfg.train.epochs
             metrics = (
@@ -598,6 +623,7 @@ class Run:
                     val_mAP=f"{metrics['mAP']:.4f}",
                     val_score_spread=f"{spread:.5f}",
                     best=int(improved),
+                    skipped_val=self.skip_counts["val"],
                 )
                 if improved:
                     self.best = {
@@ -638,7 +664,9 @@ class Run:
 
     def test(self) -> dict:
         module, which = self.final_module()
-        scores, targets = self.score(module, self.splits.test)
+        scores, targets, bad = self.score(module, self.splits.test)
+        self.report_skipped("test", bad, "test split")
+        self.skip_counts["test"] = len(bad)
         check_finite_scores(
             scores, f"test scores of the {which} weights", "no metrics.json was written"
         )
@@ -647,12 +675,15 @@ class Run:
             metrics,
             self.classes,
             self.cfg.data.test_split,
-            len(self.splits.test),
+            len(scores),
             self.cfg.train.threshold,
             self.reported_prefix,
             which,
             self.cfg.train.collapse_spread,
         )
+        # unreadable images skipped (data.skip_bad_images): in the last training epoch, the last
+        # validation and the test split (whose metrics leave them out)
+        result["skipped_images"] = dict(self.skip_counts)
         if self.main:
             path = os.path.join(self.run_dir, "metrics.json")
             with writing("test metrics", path):

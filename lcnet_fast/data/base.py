@@ -43,12 +43,19 @@ def load_image(path: str) -> torch.Tensor:
     PIL is used (not ``torchvision.io``) because it reads every format Pillow knows and its errors
     are catchable; ``img.load()`` forces the full decode so truncated files fail here, not later.
     """
+    arr = decode_image(path)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def decode_image(path: str) -> np.ndarray:
+    """The decoding half of :func:`load_image`: an RGB uint8 ``(H, W, 3)`` array, or
+    :class:`ImageLoadError` naming the file. Uses no torch (safe in forked worker processes)."""
     if not os.path.isfile(path):
         raise ImageLoadError(f"image file not found: {path}")
     try:
         with Image.open(path) as img:
             img.load()
-            arr = np.asarray(img.convert("RGB"))
+            return np.asarray(img.convert("RGB"))
     except (
         UnidentifiedImageError,
         Image.DecompressionBombError,
@@ -57,7 +64,6 @@ def load_image(path: str) -> torch.Tensor:
         SyntaxError,
     ) as exc:
         raise ImageLoadError(f"cannot read image {path}: {exc}") from exc
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
 def _check_labels(labels: torch.Tensor, n: int, c: int, where: str) -> torch.Tensor:
@@ -85,9 +91,9 @@ class MultiLabelDataset(Dataset):
         skip_bad_images: if False (default), a bad image raises :class:`ImageLoadError`. If True,
             ``__getitem__`` skips it and returns the next loadable image (wrapping around); each
             skipped path is recorded in ``self.skipped_images`` (a set, so ``len()`` is the count).
-            Note that in DataLoader worker processes this set lives in the worker's copy -- call
-            :meth:`verify` in the main process first for an exact count and a label matrix without
-            the bad files.
+            Note that in DataLoader worker processes this set lives in the worker's copy: count
+            with what :meth:`get_sample` returns (the trainer and evaluate do), or call
+            :meth:`verify` in the main process first for a label matrix without the bad files.
         name: used in error messages.
     """
 
@@ -130,10 +136,21 @@ class MultiLabelDataset(Dataset):
         return load_image(self.paths[index])
 
     def __getitem__(self, index: int):
+        image, label, _ = self.get_sample(index)
+        return image, label
+
+    def get_sample(self, index: int) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+        """``(image, label, skipped)``: ``__getitem__``'s pair plus the paths of the unreadable
+        images skipped to produce it (``()`` when image ``index`` itself was read). With
+        ``skip_bad_images`` a non-empty ``skipped`` means the sample is a stand-in (the next
+        readable image), not image ``index``. This is how a count of skipped images crosses
+        DataLoader worker processes: it travels with the samples (``skipped_images`` only grows
+        in the worker's copy of the dataset)."""
         n = len(self)
         if not -n <= index < n:
             raise IndexError(f"{self.name}: index {index} out of range for {n} images")
         index %= n
+        skipped: list[str] = []
         for step in range(n):
             i = (index + step) % n
             try:
@@ -141,11 +158,12 @@ class MultiLabelDataset(Dataset):
             except ImageLoadError:
                 if not self.skip_bad_images:
                     raise
+                skipped.append(self.image_path(i))
                 self.skipped_images.add(self.image_path(i))
                 continue
             if self.transform is not None:
                 image = self.transform(image)
-            return image, self.labels[i].to(torch.float32)
+            return image, self.labels[i].to(torch.float32), tuple(skipped)
         raise ImageLoadError(f"{self.name}: every one of its {n} images failed to load")
 
     def verify(self) -> list[str]:

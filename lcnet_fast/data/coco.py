@@ -44,6 +44,8 @@ class CocoDataset(MultiLabelDataset):
             must exist in ``categories`` (else an error naming the unknown ones); annotations of
             other categories are ignored. Default: all categories, sorted by id.
         skip_bad_images: see :class:`~lcnet_fast.data.base.MultiLabelDataset`.
+        label_errors: when a list, an annotation with an unknown image_id or category_id is not an
+            error: a message naming the file and the annotation is appended and it is ignored.
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class CocoDataset(MultiLabelDataset):
         transform: Callable | None = None,
         classes: Sequence[str] | None = None,
         skip_bad_images: bool = False,
+        label_errors: list[str] | None = None,
     ) -> None:
         data = _load_json(annotation_file)
         cats = sorted(data["categories"], key=lambda c: c["id"])
@@ -71,16 +74,23 @@ class CocoDataset(MultiLabelDataset):
         row = {im["id"]: r for r, im in enumerate(images)}
         labels = torch.zeros(len(images), len(classes), dtype=torch.int8)
         for ann in data.get("annotations", []):
+            message = None
             if ann["image_id"] not in row:
-                raise DatasetError(
+                message = (
                     f"{annotation_file}: annotation {ann.get('id')} refers to unknown image_id "
                     f"{ann['image_id']}"
                 )
-            if ann["category_id"] not in known_ids:
-                raise DatasetError(
-                    f"{annotation_file}: annotation {ann.get('id')} has category_id "
+            elif ann["category_id"] not in known_ids:
+                message = (
+                    f"{annotation_file}: annotation {ann.get('id')} (image "
+                    f"{images[row[ann['image_id']]].get('file_name')}) has category_id "
                     f"{ann['category_id']} not listed in categories"
                 )
+            if message is not None:
+                if label_errors is None:
+                    raise DatasetError(message)
+                label_errors.append(message)
+                continue
             if ann["category_id"] in column:
                 labels[row[ann["image_id"]], column[ann["category_id"]]] = 1
         self.image_ids = [im["id"] for im in images]

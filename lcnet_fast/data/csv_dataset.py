@@ -53,6 +53,9 @@ class CSVDataset(MultiLabelDataset):
         delimiter: separator of class names inside the ``labels`` cell (list layout only).
         sep: CSV field separator.
         skip_bad_images: see :class:`~lcnet_fast.data.base.MultiLabelDataset`.
+        label_errors: when a list, a row with an unknown class name or a bad label value is not an
+            error: a message naming the file, line and image is appended and the name or value is
+            ignored (how ``python -m lcnet_fast.data check`` lists every such row).
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class CSVDataset(MultiLabelDataset):
         delimiter: str = ";",
         sep: str = ",",
         skip_bad_images: bool = False,
+        label_errors: list[str] | None = None,
     ) -> None:
         header, rows = _read_rows(csv_file, sep)
         if not rows:
@@ -75,14 +79,14 @@ class CSVDataset(MultiLabelDataset):
                 )
         files = [row[0].strip() for row in rows]
         if header[1:] == ["labels"]:
-            classes, labels = self._list_layout(csv_file, rows, classes, delimiter)
+            classes, labels = self._list_layout(csv_file, rows, classes, delimiter, label_errors)
         else:
-            classes, labels = self._onehot_layout(csv_file, header, rows, classes)
+            classes, labels = self._onehot_layout(csv_file, header, rows, classes, label_errors)
         paths = [os.path.join(image_dir, f) for f in files]
         super().__init__(paths, labels, classes, transform, skip_bad_images, name=f"CSV {csv_file}")
 
     @staticmethod
-    def _list_layout(csv_file, rows, classes, delimiter):
+    def _list_layout(csv_file, rows, classes, delimiter, label_errors=None):
         def split(cell: str) -> list[str]:
             pieces = cell.split() if delimiter == " " else cell.split(delimiter)
             return [p.strip() for p in pieces if p.strip()]
@@ -100,15 +104,19 @@ class CSVDataset(MultiLabelDataset):
         for r, row in enumerate(names):
             for name in row:
                 if name not in column:
-                    raise DatasetError(
+                    message = (
                         f"{csv_file} line {r + 2} ({rows[r][0].strip()}): unknown class name "
                         f"{name!r}; classes are {classes}"
                     )
+                    if label_errors is None:
+                        raise DatasetError(message)
+                    label_errors.append(message)
+                    continue
                 labels[r, column[name]] = 1
         return classes, labels
 
     @staticmethod
-    def _onehot_layout(csv_file, header, rows, classes):
+    def _onehot_layout(csv_file, header, rows, classes, label_errors=None):
         columns = header[1:]
         if len(set(columns)) != len(columns):
             raise DatasetError(f"{csv_file}: duplicate class columns in header {columns}")
@@ -128,9 +136,13 @@ class CSVDataset(MultiLabelDataset):
             for j, k in enumerate(order):
                 cell = row[k].strip()
                 if cell not in ("1", "0", "-1"):
-                    raise DatasetError(
-                        f"{csv_file} line {r + 2}, column {header[k]!r}: value {cell!r} is not "
-                        f"1, 0 or -1"
+                    message = (
+                        f"{csv_file} line {r + 2}, column {header[k]!r} ({row[0].strip()}): "
+                        f"value {cell!r} is not 1, 0 or -1"
                     )
+                    if label_errors is None:
+                        raise DatasetError(message)
+                    label_errors.append(message)
+                    continue
                 labels[r, j] = int(cell)
         return classes, labels

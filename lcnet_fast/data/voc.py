@@ -72,11 +72,15 @@ class VOCDataset(MultiLabelDataset):
 
     Args:
         root: the ``VOC<year>`` directory or its parent ``VOCdevkit``.
-        split: a file name stem in ``ImageSets/Main`` (``train``, ``val``, ``trainval``, ``test``).
+        split: a file name stem in ``ImageSets/Main`` (``train``, ``val``, ``trainval``, ``test``),
+            or a ``.txt`` file of image ids (a path, or a name in ``ImageSets/Main``).
         year: used to find ``VOC<year>`` under a parent directory.
         transform: applied to the uint8 ``(3, H, W)`` image.
         classes: column names; default ``<root>/classes.txt`` if present, else :data:`VOC_CLASSES`.
         skip_bad_images: see :class:`~lcnet_fast.data.base.MultiLabelDataset`.
+        label_errors: when a list, an unknown class name, or an annotation file that is missing
+            or unparsable, is not an error: a message naming the XML file is appended, the name is
+            ignored and an image without a usable annotation is left out.
     """
 
     def __init__(
@@ -87,13 +91,18 @@ class VOCDataset(MultiLabelDataset):
         transform: Callable | None = None,
         classes: Sequence[str] | None = None,
         skip_bad_images: bool = False,
+        label_errors: list[str] | None = None,
     ) -> None:
         self.root = _resolve_root(root, year)
         if classes is None:
             cfile = os.path.join(self.root, "classes.txt")
             classes = _read_classes_file(cfile) if os.path.isfile(cfile) else list(VOC_CLASSES)
         classes = list(classes)
-        split_file = os.path.join(self.root, "ImageSets", "Main", f"{split}.txt")
+        if split.endswith(".txt") and os.path.isfile(split):  # an explicit list file
+            split_file = split
+        else:
+            split_file = os.path.join(self.root, "ImageSets", "Main", os.path.basename(split))
+            split_file += "" if split.endswith(".txt") else ".txt"
         if not os.path.isfile(split_file):
             raise FileNotFoundError(f"VOC split file not found: {split_file}")
         with open(split_file, encoding="utf-8") as f:
@@ -102,32 +111,50 @@ class VOCDataset(MultiLabelDataset):
             raise DatasetError(f"VOC split {split!r} is empty: {split_file}")
         column = {c: j for j, c in enumerate(classes)}
         labels = torch.zeros(len(ids), len(classes), dtype=torch.int8)
-        paths = []
-        for r, image_id in enumerate(ids):
+        paths, kept = [], []
+
+        def problem(error: Exception) -> None:
+            if label_errors is None:
+                raise error
+            label_errors.append(str(error))
+
+        for image_id in ids:
+            r = len(paths)
             xml_path = os.path.join(self.root, "Annotations", f"{image_id}.xml")
             if not os.path.isfile(xml_path):
-                raise FileNotFoundError(
-                    f"VOC annotation not found for image {image_id!r}: {xml_path}"
+                problem(
+                    FileNotFoundError(
+                        f"VOC annotation not found for image {image_id!r}: {xml_path}"
+                    )
                 )
+                continue
             try:
                 tree = ET.parse(xml_path).getroot()
             except ET.ParseError as exc:
-                raise DatasetError(f"cannot parse VOC annotation {xml_path}: {exc}") from exc
+                problem(DatasetError(f"cannot parse VOC annotation {xml_path}: {exc}"))
+                continue
+            kept.append(image_id)
             file_name = (tree.findtext("filename") or "").strip() or f"{image_id}.jpg"
             paths.append(os.path.join(self.root, "JPEGImages", file_name))
             for obj in tree.iter("object"):
                 name = (obj.findtext("name") or "").strip()
                 if name not in column:
-                    raise DatasetError(
-                        f"{xml_path}: unknown class name {name!r} (classes: {classes})"
+                    problem(
+                        DatasetError(
+                            f"{xml_path}: unknown class name {name!r} (classes: {classes})"
+                        )
                     )
+                    continue
                 difficult = (obj.findtext("difficult") or "0").strip() == "1"
                 j = column[name]
                 if not difficult:
                     labels[r, j] = 1
                 elif labels[r, j] == 0:
                     labels[r, j] = -1
-        self.image_ids = ids
+        if not paths:
+            raise DatasetError(f"VOC split {split!r}: no image has a usable annotation")
+        labels = labels[: len(paths)]
+        self.image_ids = kept
         super().__init__(
             paths, labels, classes, transform, skip_bad_images, name=f"VOC {split_file}"
         )

@@ -7,7 +7,6 @@ An empty split is an error that names the split and its source.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -27,10 +26,6 @@ class Splits:
     val: Dataset | None
     test: Dataset | None
     classes: list[str]
-
-
-def _path(root: str, name: str) -> str:
-    return name if os.path.isabs(name) or not root else os.path.join(root, name)
 
 
 # data.augment names -> build_transforms(augment=...). "flip" exists for the synthetic scenes, whose
@@ -115,52 +110,10 @@ def build_split(
             cache=data.synthetic_cache,
             kind=data.synthetic_kind,
         )
-    if kind == "coco":
-        from lcnet_fast.data.coco import CocoDataset
+    if kind in ("coco", "voc", "csv"):
+        from lcnet_fast.data.check import open_split
 
-        files = {
-            "train": (data.coco_train_images, data.coco_train_annotations),
-            "test": (data.coco_test_images, data.coco_test_annotations),
-        }
-        if split not in files:
-            raise ConfigError(
-                f"coco has splits train and test (val2014 serves as test, as in the paper); "
-                f"got {split!r} -- use data.val_fraction for a validation split"
-            )
-        images, annotations = files[split]
-        return CocoDataset(
-            _path(data.root, images),
-            _path(data.root, annotations),
-            transform=transform,
-            classes=classes,
-            skip_bad_images=data.skip_bad_images,
-        )
-    if kind == "voc":
-        from lcnet_fast.data.voc import VOCDataset
-
-        return VOCDataset(
-            data.root,
-            split,
-            year=data.voc_year,
-            transform=transform,
-            classes=classes,
-            skip_bad_images=data.skip_bad_images,
-        )
-    if kind == "csv":
-        from lcnet_fast.data.csv_dataset import CSVDataset
-
-        files = {"train": data.csv_train, "val": data.csv_val, "test": data.csv_test}
-        if not files.get(split):
-            raise ConfigError(
-                f"csv dataset: no file configured for split {split!r} (data.csv_{split})"
-            )
-        return CSVDataset(
-            _path(data.root, files[split]),
-            _path(data.root, data.csv_image_dir),
-            transform=transform,
-            classes=classes,
-            skip_bad_images=data.skip_bad_images,
-        )
+        return open_split(split, data, transform=transform, classes=classes)
     raise ConfigError(f"unknown dataset {kind!r}")
 
 
@@ -169,14 +122,27 @@ def _check_not_empty(dataset: Dataset | None, split: str, data: DataConfig) -> N
         raise EmptySplitError(f"{data.dataset} split {split!r} has no images (root {data.root!r})")
 
 
+def _has_val_file(data: DataConfig) -> bool:
+    """False when the default val split names no file (coco without --coco-val-annotations, csv
+    without --csv-val): then data.val_fraction > 0 holds one out of train instead."""
+    if data.val_split != "val":
+        return True
+    if data.dataset == "coco":
+        return bool(data.coco_val_annotations)
+    if data.dataset == "csv":
+        return bool(data.csv_val)
+    return True
+
+
 def build_splits(
     data: DataConfig, model: ModelConfig, seed: int, need_train: bool = True
 ) -> Splits:
-    """train / val / test datasets; without a val split, `val_fraction` of train is held out."""
+    """train / val / test datasets; without a val split (or file), `val_fraction` of train is
+    held out."""
     train = build_split(data.train_split, data, model, train=True) if need_train else None
     classes = list(train.classes) if train is not None else None
     val = None
-    if data.val_split:
+    if data.val_split and (_has_val_file(data) or data.val_fraction <= 0):
         val = build_split(data.val_split, data, model, train=False, classes=classes)
     elif data.val_fraction > 0 and train is not None:
         train, val = _hold_out(train, data, model, seed)
@@ -192,6 +158,15 @@ def build_splits(
     return Splits(train, val, test, classes)
 
 
+def sample_with_skips(dataset: Dataset, index: int) -> tuple:
+    """(image, label, skipped paths) of any dataset: the readers' get_sample, else (*item, ())."""
+    getter = getattr(dataset, "get_sample", None)
+    if getter is None:
+        image, label = dataset[index]
+        return image, label, ()
+    return getter(index)
+
+
 class _LabelledSubset(Subset):
     """A Subset that keeps the `classes`/`labels` contract of the datasets."""
 
@@ -199,6 +174,31 @@ class _LabelledSubset(Subset):
         super().__init__(dataset, indices)
         self.classes = list(dataset.classes)
         self.labels = dataset.labels[torch.as_tensor(indices, dtype=torch.long)]
+
+    def get_sample(self, index: int) -> tuple:
+        return sample_with_skips(self.dataset, self.indices[index])
+
+
+class _WithSkips(Dataset):
+    """Loader-side view of a dataset: samples are (image, label, skipped paths)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple:
+        return sample_with_skips(self.dataset, index)
+
+
+def collate_with_skips(batch):
+    """(images (B, 3, S, S), labels (B, C), skipped): `skipped[k]` is the tuple of unreadable
+    image paths skipped to produce sample k (non-empty: sample k stands in for a bad image)."""
+    from lcnet_fast.data.collate import collate_multilabel
+
+    images, labels = collate_multilabel([(image, label) for image, label, _ in batch])
+    return images, labels, [tuple(skipped) for _, _, skipped in batch]
 
 
 def _hold_out(train: Dataset, data: DataConfig, model: ModelConfig, seed: int):
@@ -222,15 +222,14 @@ def _hold_out(train: Dataset, data: DataConfig, model: ModelConfig, seed: int):
 def make_loader(
     dataset: Dataset, batch_size: int, sampler, num_workers: int, drop_last: bool, pin_memory: bool
 ) -> DataLoader:
-    from lcnet_fast.data.collate import collate_multilabel
-
+    """Batches (images, labels, skipped) -- see collate_with_skips."""
     return DataLoader(
-        dataset,
+        _WithSkips(dataset),
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,
         drop_last=drop_last,
         pin_memory=pin_memory,
         persistent_workers=False,
-        collate_fn=collate_multilabel,
+        collate_fn=collate_with_skips,
     )

@@ -87,6 +87,15 @@ def broadcast_object(obj, info: DistInfo):
     return box[0]
 
 
+def gather_union(items: list[str], info: DistInfo) -> list[str]:
+    """The sorted union of every rank's `items` (e.g. paths of skipped images), on every rank."""
+    if info.enabled:
+        parts = [None] * info.world_size
+        dist.all_gather_object(parts, list(items))
+        items = [item for part in parts for item in part]
+    return sorted(set(items))
+
+
 def gather_rows(
     indices: np.ndarray, rows: np.ndarray, info: DistInfo
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -67,7 +67,8 @@ class Position:
 
     epoch: completed epochs. batch: micro-batches done in the current epoch (0 at a boundary).
     step: optimizer steps done in total. loss_sum / images / seconds: running totals of the current
-    epoch (so a mid-epoch resume reports the same epoch loss).
+    epoch (so a mid-epoch resume reports the same epoch loss). skipped: paths of the unreadable
+    images skipped in the current epoch.
     """
 
     epoch: int = 0
@@ -77,6 +78,9 @@ class Position:
     images: int = 0
     seconds: float = 0.0
     lr: float = 0.0  # learning rate of the latest optimizer step (for logs)
+    # unreadable training images skipped so far in this epoch (data.skip_bad_images), all ranks
+    # after a checkpoint, this rank's in between
+    skipped: list[str] = field(default_factory=list)
 
     def state(self) -> dict:
         return dict(self.__dict__)
@@ -164,7 +168,11 @@ def train_epoch(
     total_steps = steps_in_epoch(batches_per_epoch, accum)
     world = parts.dist.world_size
     progress.reset(position.images)
-    for images, targets in loader:
+    seen = set(position.skipped)
+    for images, targets, skipped in loader:
+        for path in (path for paths in skipped for path in paths if path not in seen):
+            seen.add(path)
+            position.skipped.append(path)
         batch_index = position.batch
         group_start = batch_index - batch_index % accum
         group_size = min(accum, batches_per_epoch - group_start)
@@ -233,12 +241,15 @@ def score_split(
     precision: str,
     to_input: Callable[[torch.Tensor], torch.Tensor],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(indices, sigmoid scores (n, C) float64, targets (n, C)) of one rank's shard.
+    """(indices, sigmoid scores (n, C) float64, targets (n, C), skipped) of one rank's shard.
+    skipped[k]: the unreadable image paths skipped for sample k (non-empty: the row scores a
+    stand-in image, not image indices[k]; see MultiLabelDataset.get_sample).
     to_input: loader batch (on the device) -> model input, as TrainParts.to_input."""
     was_training = module.training
     module.eval()
-    scores, targets = [], []
-    for images, labels in loader:
+    scores, targets, skips = [], [], []
+    for images, labels, skipped in loader:
+        skips.extend(skipped)
         views = to_input(images.to(device, non_blocking=True))
         with autocast(device, precision):
             logits = module(views)
@@ -247,5 +258,6 @@ def score_split(
     module.train(was_training)
     num_classes = getattr(module, "num_classes", 0)
     if not scores:  # a rank with an empty shard (split smaller than the world size)
-        return np.zeros(0, np.int64), np.zeros((0, num_classes)), np.zeros((0, num_classes))
-    return np.asarray(indices, np.int64), np.concatenate(scores), np.concatenate(targets)
+        empty = np.zeros((0, num_classes))
+        return np.zeros(0, np.int64), empty, empty, []
+    return np.asarray(indices, np.int64), np.concatenate(scores), np.concatenate(targets), skips

@@ -25,6 +25,8 @@ EPOCH_FIELDS = [
     "val_mAP",
     "val_score_spread",
     "best",
+    "skipped_train",  # unreadable images skipped (data.skip_bad_images) in the epoch
+    "skipped_val",  # ... and in its validation
 ]
 
 

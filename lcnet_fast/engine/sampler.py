@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from lcnet_fast.engine import seeding
+from lcnet_fast.engine.data import sample_with_skips
 
 
 class EpochSampler(Sampler[int]):
@@ -85,9 +86,13 @@ class SeededAugmentation(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int):
+        return self.get_sample(index)[:2]
+
+    def get_sample(self, index: int) -> tuple:
+        """(image, label, skipped paths): see lcnet_fast.engine.data.sample_with_skips."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seeding.derive_seed(self.seed, seeding.AUGMENT, self.epoch, index))
-            return self.dataset[index]
+            return sample_with_skips(self.dataset, index)
 
     def __getattr__(self, name: str):
         # classes, labels, ... of the wrapped dataset (only called for attributes not found here)

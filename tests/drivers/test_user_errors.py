@@ -165,9 +165,9 @@ def test_non_finite_validation_scores(tiny_args, tmp_path, monkeypatch, capsys):
     real = train_module.score_split
 
     def nan_scores(*args, **kwargs):
-        indices, scores, targets = real(*args, **kwargs)
+        indices, scores, *rest = real(*args, **kwargs)
         scores[0, 0] = float("nan")
-        return indices, scores, targets
+        return indices, scores, *rest
 
     monkeypatch.setattr(train_module, "score_split", nan_scores)
     run_dir = tmp_path / "run"
