@@ -21,6 +21,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -48,7 +49,7 @@ from lcnet_fast.config import (
     save_config,
 )
 from lcnet_fast.data.base import DatasetError, ImageLoadError
-from lcnet_fast.engine import distributed, seeding
+from lcnet_fast.engine import distributed, elastic, seeding
 from lcnet_fast.engine.data import (
     DeviceViews,
     EmptySplitError,
@@ -94,6 +95,7 @@ RESUME_OVERRIDABLE = {
     "train.log_every",
     "train.eval_batch_size",
     "train.output",
+    "train.batch_size",  # continues elastically (lcnet_fast/engine/elastic.py)
     "train.max_weight_growth",
     "train.collective_timeout_s",
 }
@@ -360,15 +362,19 @@ class Run:
         self.optimizer = build_optimizer(model, cfg)
 
         self.train_data = SeededAugmentation(self.splits.train, cfg.train.seed)
-        per_rank = -(-len(self.train_data) // self.dist.world_size)
-        self.drop_last = (
-            per_rank >= cfg.train.batch_size
-        )  # keeps BatchNorm away from a 1-image batch
-        self.batches_per_epoch = (
-            per_rank // cfg.train.batch_size
-            if self.drop_last
-            else -(-per_rank // cfg.train.batch_size)
+        # a resume under another world size or batch size continues elastically (engine/elastic)
+        self.elastic_from = None
+        if self.resume_from is not None:
+            self.elastic_from = self._recorded_geometry(self.resume_from.meta)
+            new = elastic.adapt(self.elastic_from, self.dist.world_size, cfg.train.batch_size)
+            if new == self.elastic_from:
+                self.elastic_from = None
+            cfg.optim.accumulation_steps = new.accumulation_steps
+        # drop_last keeps BatchNorm away from a 1-image batch (see elastic.batches_per_epoch)
+        self.batches_per_epoch, self.drop_last = elastic.batches_per_epoch(
+            len(self.train_data), self.dist.world_size, cfg.train.batch_size
         )
+        self.epoch_batches = self.batches_per_epoch
         total_steps = cfg.train.epochs * steps_in_epoch(
             self.batches_per_epoch, cfg.optim.accumulation_steps
         )
@@ -440,13 +446,55 @@ class Run:
         self.optimizer.load_state_dict(
             optimizer_state_from_tensors(checkpoint.tensors("optimizer"), meta["optimizer"])
         )
-        self.scheduler.load_state_dict(meta["scheduler"])
         self.position = Position(**meta["position"])
+        if self.elastic_from is None:
+            self.scheduler.load_state_dict(meta["scheduler"])
+        else:
+            self._continue_elastically()
         self.best = meta.get("best")
         self.skip_counts.update(meta.get("skip_counts", {}))
         self.progress.print(
             f"resumed {self.run_dir} at epoch {self.position.epoch} "
             f"(+{self.position.batch} batches), step {self.position.step}"
+        )
+
+    def _recorded_geometry(self, meta: dict) -> elastic.Geometry:
+        recorded = config_from_dict(meta["config"])
+        return elastic.Geometry(
+            elastic.recorded_world_size(meta, len(self.train_data), self.dist.world_size),
+            recorded.train.batch_size,
+            recorded.optim.accumulation_steps,
+        )
+
+    def _continue_elastically(self) -> None:
+        """Map the checkpoint's position onto this run's geometry (engine/elastic.py)."""
+        cfg, old = self.cfg, self.elastic_from
+        new = elastic.Geometry(
+            self.dist.world_size, cfg.train.batch_size, cfg.optim.accumulation_steps
+        )
+        plan = elastic.continuation(
+            new, len(self.train_data), cfg.train.epochs, self.position.epoch, self.position.images
+        )
+        if plan.total_steps != self.scheduler.total_steps:  # built from the same numbers
+            raise AssertionError((plan.total_steps, self.scheduler.total_steps))
+        self.position.batch = plan.batch
+        # OneCycleLR is a closed form of its step: start it where the remaining steps fit exactly
+        self.scheduler.last_epoch = plan.schedule_step - 1
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended
+            warnings.simplefilter("ignore")
+            self.scheduler.step()
+        kept = (
+            f"{new.images_per_step} images per optimizer step kept"
+            if new.images_per_step == old.images_per_step
+            else f"images per optimizer step change from {old.images_per_step} to "
+            f"{new.images_per_step}: a world size x batch size of {old.images_per_step} or a "
+            f"divisor of it keeps them"
+        )
+        self.progress.print(
+            f"elastic resume: {old.describe()} -> {new.describe()} ({kept}); epoch "
+            f"{self.position.epoch + 1} continues at image {self.position.images} of "
+            f"{len(self.train_data)}; learning-rate schedule at step {plan.schedule_step} of "
+            f"{plan.total_steps}"
         )
 
     # -- checkpoints
@@ -485,6 +533,7 @@ class Run:
             scheduler=self.scheduler.state_dict(),
             ema_updates=self.ema.updates if self.ema else 0,
             position=self.position.state(),
+            world_size=self.dist.world_size,
             best=self.best,
             skip_counts=self.skip_counts,
         )
@@ -554,7 +603,7 @@ class Run:
     # -- training
     def _on_step(self, position: Position) -> None:
         every = self.cfg.train.checkpoint_every_steps
-        if every > 0 and position.step % every == 0 and position.batch < self.batches_per_epoch:
+        if every > 0 and position.step % every == 0 and position.batch < self.epoch_batches:
             position.seconds = time.perf_counter() - self.epoch_start
             # every rank's skipped images, so a resume from here counts the whole epoch
             position.skipped = distributed.gather_union(position.skipped, self.dist)
@@ -577,7 +626,14 @@ class Run:
             epoch = self.position.epoch
             self.epoch_start = start = time.perf_counter() - self.position.seconds
             self.train_data.set_epoch(epoch)
-            self.sampler.set_epoch(epoch, start=self.position.batch * cfg.train.batch_size)
+            # the epoch's global order from the position reached (Position.images, all ranks)
+            self.sampler.set_epoch(epoch, start=self.position.images)
+            self.epoch_batches = self.position.batch + elastic.remaining_batches(
+                len(self.train_data),
+                self.dist.world_size,
+                cfg.train.batch_size,
+                self.position.images,
+            )
             loader = make_loader(
                 self.train_data,
                 cfg.train.batch_size,
@@ -589,7 +645,7 @@ class Run:
             train_epoch(
                 self.parts,
                 loader,
-                self.batches_per_epoch,
+                self.epoch_batches,
                 self.position,
                 cfg.train.epochs,
                 self.progress,
@@ -608,6 +664,7 @@ class Run:
                 "images_per_s": f"{self.position.images / max(seconds, 1e-9):.2f}",
                 "epoch_seconds": f"{seconds:.2f}",
                 "skipped_train": len(train_bad),
+                "train_images": self.position.images,
             }
             last_epoch = epoch + 1 == cfg.train.epochs
             metrics = (

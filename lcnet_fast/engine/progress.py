@@ -25,6 +25,7 @@ EPOCH_FIELDS = [
     "val_mAP",
     "val_score_spread",
     "best",
+    "train_images",  # training samples of the epoch, all ranks (with the padding of DDP)
     "skipped_train",  # unreadable images skipped (data.skip_bad_images) in the epoch
     "skipped_val",  # ... and in its validation
 ]

@@ -17,11 +17,14 @@ from lcnet_fast.engine.data import sample_with_skips
 class EpochSampler(Sampler[int]):
     """Indices of one rank's shard for the current epoch.
 
-    shuffle: a permutation seeded by (seed, epoch); else 0..n-1. The order is padded by wrapping to
-    a multiple of world_size so every rank gets the same count (the padding repeats a few samples,
-    as DistributedSampler does; only used for training). Rank r takes positions r, r + W, ...
-    `set_epoch(epoch, start)` skips the first `start` indices of this rank's shard (mid-epoch
-    resume).
+    shuffle: a permutation seeded by (seed, epoch); else 0..n-1: the epoch's global order, which
+    depends on neither the world size nor the batch size. Rank r takes positions r, r + W, ...
+    so after k batches of B on each of W ranks exactly the first k * B * W positions are done.
+    `set_epoch(epoch, start)` starts the epoch at global position `start` (a mid-epoch resume,
+    possibly under another world size or batch size); the rest of the order is padded by
+    wrapping to a multiple of world_size so every rank gets the same count (the padding repeats
+    a few samples, as DistributedSampler does; only used for training). With start a multiple of
+    the world size this is the shard the uninterrupted epoch would have had from there.
     """
 
     def __init__(
@@ -44,16 +47,22 @@ class EpochSampler(Sampler[int]):
             )
         else:
             perm = torch.arange(self.size)
-        total = self.per_rank * self.world_size
-        if total > self.size:
-            perm = torch.cat([perm, perm[: total - self.size]])
-        return perm[self.rank :: self.world_size].tolist()
+        rest = perm[min(self.start, self.size) :]
+        pad = -len(rest) % self.world_size
+        if pad:
+            rest = torch.cat([rest, perm[:pad]])
+        return rest[self.rank :: self.world_size].tolist()
 
     def __iter__(self):
-        return iter(self.order()[self.start :])
+        return iter(self.order())
 
     def __len__(self) -> int:
-        return self.per_rank - self.start
+        return remaining_per_rank(self.size, self.world_size, self.start)
+
+
+def remaining_per_rank(size: int, world_size: int, start: int) -> int:
+    """Indices each rank still gets in an epoch of `size` samples from global position `start`."""
+    return math.ceil(max(size - start, 0) / world_size)
 
 
 class ShardSampler(Sampler[int]):
