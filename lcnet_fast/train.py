@@ -118,6 +118,7 @@ USER_ERRORS = (
     NonFiniteScoresError,
     BackendUnavailableError,
     DivergenceError,
+    distributed.CollectiveTimeoutError,
 )
 
 
@@ -271,7 +272,8 @@ class Run:
         self.device = distributed.pick_device(
             cfg.train.device, int(os.environ.get("LOCAL_RANK", 0))
         )
-        self.dist = distributed.init_distributed(self.device)
+        self.dist = distributed.init_distributed(self.device, cfg.train.collective_timeout_s)
+        self.heartbeat = distributed.Heartbeat(self.dist)
         self.run_dir = distributed.broadcast_object(run_dir, self.dist)
         self.main = self.dist.is_main
         self.progress = Progress(self.main)
@@ -760,10 +762,15 @@ def train(cfg: RunConfig, run_dir: str | None = None, resume: Checkpoint | None 
         run.setup()
         run.fit()
         return run.test()
-    except BaseException:
+    except BaseException as exc:
         run.discard()
+        if run.dist.enabled and distributed.is_collective_failure(exc):
+            raise distributed.explain_collective_failure(
+                exc, run.dist, run.heartbeat, cfg.train.collective_timeout_s
+            ) from exc
         raise
     finally:
+        run.heartbeat.stop()
         distributed.cleanup()
 
 
