@@ -27,10 +27,12 @@ from lcnet_fast.config import (
     parse_override_tokens,
 )
 from lcnet_fast.data.base import ImageLoadError
+from lcnet_fast.engine.cli import add_threads_argument, apply_threads
 from lcnet_fast.engine.data import DeviceViews, EmptySplitError, build_split, make_loader
 from lcnet_fast.engine.distributed import pick_device
 from lcnet_fast.engine.loop import check_finite_scores, resolve_precision, score_split
 from lcnet_fast.engine.model import model_from_checkpoint
+from lcnet_fast.engine.progress import CountProgress
 from lcnet_fast.engine.report import (
     collapse_warning,
     compute_metrics,
@@ -75,12 +77,23 @@ def parse_args(argv):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument(
+        "--csv-image-dir",
+        dest="csv_image_dir",
+        help="csv dataset: directory the image names are relative to (= --data.csv_image_dir; "
+        "default: the run's)",
+    )
+    add_threads_argument(parser)
+    parser.add_argument(
         "--skip-bad-images",
         action="store_true",
         help="leave unreadable images out of the metrics (and report how many) instead of "
         "refusing the split; the run's own data.skip_bad_images is not inherited",
     )
     args, rest = parser.parse_known_args(argv)
+    if args.threads < 0:
+        parser.error(f"--threads must be >= 0 (0 = automatic), got {args.threads}")
+    if args.num_workers < 0:
+        parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
     return args, parse_override_tokens(rest)
 
 
@@ -95,6 +108,8 @@ def data_config(checkpoint, args, overrides: dict) -> tuple[DataConfig, ModelCon
     if args.data_root is not None:
         extra["data.root"] = args.data_root
     extra["data.num_workers"] = args.num_workers
+    if args.csv_image_dir is not None:
+        extra["data.csv_image_dir"] = args.csv_image_dir
     for key in extra:
         if not canonical_key(key).startswith("data."):
             raise ConfigError(
@@ -157,6 +172,7 @@ def evaluate(args, overrides: dict) -> dict:
             device,
             precision,
             DeviceViews.from_config(data, model_cfg),
+            on_batch=CountProgress(f"evaluate {args.split}", len(dataset)),
         )
     except ImageLoadError as exc:
         raise ImageLoadError(
@@ -195,6 +211,7 @@ def evaluate(args, overrides: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(argv)
+    apply_threads(args.threads, args.num_workers)
     with torch.inference_mode():
         result = evaluate(args, overrides)
     print(format_table(result, per_class=True))

@@ -50,6 +50,7 @@ from lcnet_fast.config import (
 )
 from lcnet_fast.data.base import DatasetError, ImageLoadError
 from lcnet_fast.engine import distributed, elastic, seeding
+from lcnet_fast.engine.cli import add_threads_argument, apply_threads
 from lcnet_fast.engine.data import (
     DeviceViews,
     EmptySplitError,
@@ -144,7 +145,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config as YAML and exit"
     )
+    add_threads_argument(parser)
     args, rest = parser.parse_known_args(argv)
+    if args.threads < 0:
+        parser.error(f"--threads must be >= 0 (0 = automatic), got {args.threads}")
     overrides = parse_override_tokens(rest)
     if args.data_root is not None:
         overrides["data.root"] = args.data_root
@@ -782,12 +786,14 @@ def main(argv: list[str] | None = None) -> int:
                 "--resume takes the recorded config; do not pass --preset or --config with it"
             )
         cfg, checkpoint = resume_config(args.resume, overrides)
+        apply_threads(args.threads, cfg.data.num_workers)
         train(cfg, args.resume, checkpoint)
     else:
         cfg = resolve_config(args.preset, args.config, overrides)
         if args.print_config:
             print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
             return 0
+        apply_threads(args.threads, cfg.data.num_workers)
         train(cfg)
     return 0
 

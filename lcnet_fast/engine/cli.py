@@ -1,5 +1,7 @@
-"""The one way every `python -m lcnet_fast.<tool>` turns a known user error into one clear line."""
+"""The one way every `python -m lcnet_fast.<tool>` turns a known user error into one clear line,
+and the tools' shared --threads option."""
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -14,3 +16,37 @@ def run_cli(main: Callable[[], int], extra_errors: tuple[type[BaseException], ..
     except (*USER_ERRORS, *extra_errors) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+THREADS_HELP = (
+    "CPU threads of torch's operators (torch.set_num_threads); 0 (default) = torch's own choice "
+    "(one per core, 1 under torchrun), less the --num-workers data loader processes on a machine "
+    "with few cores so they do not compete for them"
+)
+
+
+def add_threads_argument(parser) -> None:
+    parser.add_argument("--threads", type=int, default=0, metavar="N", help=THREADS_HELP)
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def apply_threads(threads: int, data_workers: int = 0) -> int:
+    """torch.set_num_threads for --threads (see THREADS_HELP); returns the count now in use.
+    Raises ValueError for a negative count (argparse callers report it as a usage error)."""
+    import torch
+
+    if threads < 0:
+        raise ValueError(f"--threads must be >= 0 (0 = automatic), got {threads}")
+    if threads == 0:
+        threads = torch.get_num_threads()
+        if data_workers > 0:
+            threads = max(1, min(threads, cpu_count() - data_workers))
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    return threads

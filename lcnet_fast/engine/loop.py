@@ -167,7 +167,7 @@ def train_epoch(
     accum = parts.accumulation_steps
     total_steps = steps_in_epoch(batches_per_epoch, accum)
     world = parts.dist.world_size
-    progress.reset(position.images)
+    progress.reset(position.images, math.ceil(position.batch / accum))
     seen = set(position.skipped)
     for images, targets, skipped in loader:
         for path in (path for paths in skipped for path in paths if path not in seen):
@@ -227,6 +227,9 @@ def train_epoch(
                 position.loss_sum / max(position.images, 1),
                 position.lr,
                 position.images,
+                parts.scheduler.total_steps - parts.scheduler.last_epoch
+                if hasattr(parts.scheduler, "total_steps")
+                else None,
             )
         on_step(position)
     return position
@@ -240,11 +243,13 @@ def score_split(
     device: torch.device,
     precision: str,
     to_input: Callable[[torch.Tensor], torch.Tensor],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
     """(indices, sigmoid scores (n, C) float64, targets (n, C), skipped) of one rank's shard.
     skipped[k]: the unreadable image paths skipped for sample k (non-empty: the row scores a
     stand-in image, not image indices[k]; see MultiLabelDataset.get_sample).
-    to_input: loader batch (on the device) -> model input, as TrainParts.to_input."""
+    to_input: loader batch (on the device) -> model input, as TrainParts.to_input.
+    on_batch(images scored so far): progress callback."""
     was_training = module.training
     module.eval()
     scores, targets, skips = [], [], []
@@ -255,6 +260,8 @@ def score_split(
             logits = module(views)
         scores.append(torch.sigmoid(logits.float()).cpu().double().numpy())
         targets.append(labels.double().numpy())
+        if on_batch is not None:
+            on_batch(len(skips))
     module.train(was_training)
     num_classes = getattr(module, "num_classes", 0)
     if not scores:  # a rank with an empty shard (split smaller than the world size)

@@ -60,7 +60,8 @@ def collapse_warning(split: str, spread: float, limit: float) -> str:
     return (
         f"warning: COLLAPSED: {split} scores barely depend on the image (spread across images "
         f"{spread:.4f} < train.collapse_spread {limit:g}); the model gives (nearly) every image "
-        f"the same answer and its mAP is a base rate, not a trained model (README: 'Collapsed runs')"
+        f"the same answer and its mAP is a base rate, not a trained model "
+        f"(README: 'Collapsed runs')"
     )
 
 
