@@ -14,8 +14,17 @@ def run_cli(main: Callable[[], int], extra_errors: tuple[type[BaseException], ..
     try:
         return main()
     except (*USER_ERRORS, *extra_errors) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+
+
+def one_line(text: str) -> str:
+    """A message's lines joined into one ("a:\n  b\n  c" -> "a: b; c")."""
+    parts = [part.strip() for part in text.splitlines() if part.strip()]
+    out = parts[0] if parts else ""
+    for part in parts[1:]:
+        out += (" " if out.endswith(":") else "; ") + part
+    return out
 
 
 THREADS_HELP = (

@@ -178,6 +178,16 @@ def test_non_finite_validation_scores(tiny_args, tmp_path, monkeypatch, capsys):
     assert not (run_dir / "checkpoints" / "best.safetensors").exists()
 
 
+def test_multi_line_messages_become_one_line(capsys):
+    from lcnet_fast.checkpoint import CheckpointMismatchError
+
+    def fail():
+        raise CheckpointMismatchError("run/last.safetensors does not fit:\n  d_model: 1\n  x: 2")
+
+    assert run_cli(fail) == 2
+    assert capsys.readouterr().err == "error: run/last.safetensors does not fit: d_model: 1; x: 2\n"
+
+
 def test_forced_cpp_backend_without_extension(tiny_args, tmp_path, monkeypatch, capsys):
     from lcnet_fast.ops import _backend
 
