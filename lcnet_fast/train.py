@@ -2,8 +2,14 @@
 
 With no argument it trains the built-in synthetic job (a tiny backbone on procedurally drawn
 scenes) and prints the test-split metric table. ``--resume RUN_DIR`` continues a stopped run to the
-same result as an uninterrupted one. Under ``torchrun --nproc_per_node N -m lcnet_fast.train ...``
-it runs DistributedDataParallel (NCCL on GPU, gloo on CPU); only rank 0 writes files.
+same result as an uninterrupted one (under another world size or ``--batch-size`` it continues
+elastically: lcnet_fast/engine/elastic.py). Under ``torchrun --nproc_per_node N -m
+lcnet_fast.train ...`` it runs DistributedDataParallel (NCCL on GPU, gloo on CPU); only rank 0
+writes files.
+
+Everything that can fail because of the input (config, data, classes, model, checkpoint) is checked
+before the run directory is written; a new run that fails before its first checkpoint leaves no
+directory behind (engine/rundir.py).
 
 Run directory (``--output DIR``, default ``runs/<name or timestamp>``)::
 
