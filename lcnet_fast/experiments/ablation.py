@@ -26,6 +26,7 @@ from lcnet_fast.config import (
     ConfigError,
     RunConfig,
     apply_overrides,
+    config_from_dict,
     config_to_dict,
     load_yaml,
     merge_config,
@@ -80,6 +81,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
         "--fresh", action="store_true", help="delete existing run directories of these runs first"
     )
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    parser.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="train nothing: tabulate the runs that have finished (e.g. while another process "
+        "is still training the rest); the table says how many seeds each row has",
+    )
     args, rest = parser.parse_known_args(argv)
     overrides = parse_override_tokens(rest)
     if args.data_root is not None:
@@ -108,8 +115,12 @@ def run_config(args: argparse.Namespace, overrides: dict, row: Row, seed: int, r
 
 
 def _comparable(config: dict) -> dict:
-    """Config minus what may differ between two attempts of the same run."""
-    config = json.loads(json.dumps(config))
+    """Config minus what may differ between two attempts of the same run.
+
+    A saved config is read through the current schema first, so a key added to the
+    schema after the run was made counts as its default (new keys keep old behaviour).
+    """
+    config = json.loads(json.dumps(config_to_dict(config_from_dict(config))))
     for section, key in (("train", "output"), ("data", "num_workers"), ("train", "log_every")):
         config.get(section, {}).pop(key, None)
     return config
@@ -127,6 +138,10 @@ def run_one(args: argparse.Namespace, overrides: dict, row: Row, seed: int) -> d
     metrics_path = os.path.join(run_dir, "metrics.json")
     config_path = os.path.join(run_dir, "config.yaml")
     last = os.path.join(run_dir, "checkpoints", "last.safetensors")
+    if args.finished_only and not (
+        os.path.isfile(metrics_path) and os.path.isfile(config_path)
+    ):
+        return None
     status, start = "trained", time.perf_counter()
     if os.path.isfile(config_path):
         if _comparable(load_yaml(config_path)) != _comparable(config_to_dict(cfg)):
@@ -249,9 +264,9 @@ def markdown(result: dict) -> str:
         "mean ± sample std over seeds; Δ mAP is paired by seed against "
         f"`{result['baseline']}`.",
         "",
-        "| row | LLCD | eq. (1) | crop (input px) | graph | mirror | mAP | Δ mAP | CF1 | OF1 "
-        "| CF1 top-3 | tiny AP | paper mAP |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| row | LLCD | eq. (1) | crop (input px) | graph | mirror | seeds | mAP | Δ mAP | CF1 "
+        "| OF1 | CF1 top-3 | tiny AP | paper mAP |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in agg:
         model = entry["model"]
@@ -269,7 +284,8 @@ def markdown(result: dict) -> str:
             mirror = "yes" if model["mirror_inputs"] else "no"
         lines.append(
             f"| `{entry['row']}` | {depth} | {reading} | {model['crop_level']} "
-            f"({entry['input_size']}) | {graph} | {mirror} | {_cell(entry['mAP'])} | "
+            f"({entry['input_size']}) | {graph} | {mirror} | {len(entry['seeds'])} | "
+            f"{_cell(entry['mAP'])} | "
             f"{delta} | {_cell(entry['CF1'])} | "
             f"{_cell(entry['OF1'])} | {_cell(entry['CF1_top3'])} | "
             f"{_cell(entry['tiny_AP']['mean'])} | {paper_text(entry['row'])} |"
@@ -323,13 +339,19 @@ def run_ablation(argv: list[str] | None = None) -> dict:
     for seed in args.seed_list:  # all rows of seed 0 first: a stopped ablation has whole seeds
         for row in rows:
             print(f"[ablation {len(runs) + 1}/{total}] {row.name} seed {seed}", flush=True)
-            runs.append(run_one(args, overrides, row, seed))
+            record = run_one(args, overrides, row, seed)
+            if record is None:
+                print(f"  {row.name} seed {seed}: not finished, left out", flush=True)
+                continue
+            runs.append(record)
             m_ap = runs[-1]["metrics"]["mAP"]
             print(
                 f"[ablation {len(runs)}/{total}] {row.name} seed {seed}: test mAP "
                 f"{m_ap:.2f} ({runs[-1]['status']}, {runs[-1]['seconds']:.0f} s)",
                 flush=True,
             )
+    if not runs:
+        raise ConfigError("no finished run to tabulate")
     first = runs[0]
     setup = {
         "dataset": base.data.dataset,

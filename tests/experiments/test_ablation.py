@@ -184,3 +184,42 @@ def test_paired_differences_and_pooled_rows_in_the_table():
     assert "| `pooled_c2` | pooled head | - | 2 (" in text
     assert "| `d2_c2_literal` | 2 | literal | 2 (" in text and "| -9.0 |" in text
     assert "| `d2_c2` - `pooled_c2` | 2 | +2.5 ± 2.1 | +9.5 ± 0.7 |" in text
+
+
+def test_finished_only_and_configs_saved_before_a_new_key(ablation_run, tiny_train_args):
+    out, _ = ablation_run
+    # a run saved before train.max_weight_growth existed is still the same run
+    config_path = out / "runs" / "d1_c2" / "seed3" / "config.yaml"
+    original = config_path.read_text()
+    assert "max_weight_growth" in original
+    config_path.write_text(
+        "\n".join(li for li in original.splitlines() if "max_weight_growth" not in li) + "\n"
+    )
+    argv = [
+        "ablation",
+        "--rows",
+        ROWS,
+        "--seeds",
+        "3,4",  # seed 4 was never trained: --finished-only leaves it out
+        "--epochs",
+        "1",
+        "--output",
+        str(out / "finished"),
+        "--runs-dir",
+        str(out / "runs"),
+        "--no-plot",
+        "--finished-only",
+        *tiny_train_args,
+    ]
+    try:
+        assert experiments_main(argv) == 0
+    finally:
+        config_path.write_text(original)
+    result = json.loads((out / "finished" / "ablation.json").read_text())
+    assert [(r["row"], r["seed"], r["status"]) for r in result["runs"]] == [
+        ("d1_c2", 3, "reused"),
+        ("d1_c2_nograph", 3, "reused"),
+    ]
+    assert not (out / "runs" / "d1_c2" / "seed4").exists()
+    table = (out / "finished" / "ablation.md").read_text()
+    assert "| seeds |" in table and "| `d1_c2` | 1 | residual | 2 (32) | yes | no | 1 |" in table
