@@ -8,8 +8,8 @@ the cuobjdump that ships with Triton's NVIDIA backend).
 Run by tests/ops/test_triton_sm90_compile.py in a subprocess: kernels must be imported with the
 interpreter OFF (the test session turns it on, and Triton decides at decoration time), so this
 script clears TRITON_INTERPRET before importing them. Launch configurations come from the
-launchers' own functions (_fwd_config, _bwd_config, _blocks, _num_warps, ...), so a change there
-is compiled too.
+launchers' own functions (cross_attention_config.fwd_config / bwd_config, _blocks, _num_warps,
+...), so a change there is compiled too.
 """
 import glob
 import json
@@ -85,12 +85,14 @@ def compile_sm90(kernel, pointers: dict, floats: tuple, constexprs: dict, num_wa
 
 
 def attention_case(dtype, dh, dropout) -> list[tuple[str, callable]]:
-    from lcnet_fast.ops.triton import cross_attention as ca
+    from lcnet_fast.ops.triton import cross_attention_bwd as ca_bwd
+    from lcnet_fast.ops.triton import cross_attention_config as config
+    from lcnet_fast.ops.triton import cross_attention_fwd as ca_fwd
 
     t = "*" + TYPE[dtype]
-    block_d, prec = ca._block_d(dh), ca._precision(dtype)
-    fwd = ca._fwd_config(block_d, dtype, "cuda")
-    bwd = ca._bwd_config(block_d, dtype, "cuda")
+    block_d, prec = config.block_d_for(dh), config.precision(dtype)
+    fwd = config.fwd_config(block_d, dtype, "cuda")
+    bwd = config.bwd_config(block_d, dtype, "cuda")
     own, step = bwd["OWN"], bwd["STEP"]
     floats = ("qk_scale", "sm_scale", "dropout_p")
     qkv = {"q_ptr": t, "k_ptr": t, "v_ptr": t, "seed_ptr": "*i64"}
@@ -100,32 +102,33 @@ def attention_case(dtype, dh, dropout) -> list[tuple[str, callable]]:
     launch = (fwd["num_warps"], fwd["num_stages"])
     bwd_launch = (bwd["num_warps"], bwd["num_stages"])
     return [
-        ("fwd", lambda: compile_sm90(ca._fwd_kernel, {**qkv, "o_ptr": t, "lse_ptr": "*fp32"},
+        ("fwd", lambda: compile_sm90(ca_fwd.fwd_kernel, {**qkv, "o_ptr": t, "lse_ptr": "*fp32"},
                                      floats, fwd_consts, *launch)),
         ("fwd-split", lambda: compile_sm90(
-            ca._fwd_kernel, {**qkv, "o_ptr": "*fp32", "lse_ptr": "*fp32"}, floats, fwd_consts,
+            ca_fwd.fwd_kernel, {**qkv, "o_ptr": "*fp32", "lse_ptr": "*fp32"}, floats, fwd_consts,
             *launch)),
         ("combine", lambda: compile_sm90(
-            ca._combine_kernel, {"op_ptr": "*fp32", "lp_ptr": "*fp32", "o_ptr": t,
+            ca_fwd.combine_kernel, {"op_ptr": "*fp32", "lp_ptr": "*fp32", "o_ptr": t,
                                  "lse_ptr": "*fp32"}, (),
             dict(BLOCK_M=fwd["BLOCK_M"], BLOCK_D=block_d), fwd["num_warps"])),
         ("delta", lambda: compile_sm90(
-            ca._bwd_delta_kernel, {"o_ptr": t, "do_ptr": t, "delta_ptr": "*fp32"}, (),
+            ca_bwd.bwd_delta_kernel, {"o_ptr": t, "do_ptr": t, "delta_ptr": "*fp32"}, (),
             dict(BLOCK_M=own, BLOCK_D=block_d), bwd["num_warps"])),
         ("dkdv", lambda: compile_sm90(
-            ca._bwd_dkdv_kernel, {**grads, "dk_ptr": t, "dv_ptr": t}, floats,
+            ca_bwd.bwd_dkdv_kernel, {**grads, "dk_ptr": t, "dv_ptr": t}, floats,
             dict(BLOCK_M=step, BLOCK_N=own, BLOCK_D=block_d, PRECISION=prec, DROPOUT=dropout),
             *bwd_launch)),
         ("dq", lambda: compile_sm90(
-            ca._bwd_dq_kernel, {**grads, "dq_ptr": t}, floats,
+            ca_bwd.bwd_dq_kernel, {**grads, "dq_ptr": t}, floats,
             dict(BLOCK_M=own, BLOCK_N=step, BLOCK_D=block_d, PRECISION=prec, DROPOUT=dropout),
             *bwd_launch)),
     ]
 
 
 def cases() -> list[tuple[str, callable]]:
+    import cross_attention_keep_mask  # tests/ops, beside this script
+
     from lcnet_fast.ops.triton import crop_views as cv
-    from lcnet_fast.ops.triton import cross_attention as ca
     from lcnet_fast.ops.triton import dropout_add_layer_norm as dln
 
     out = []
@@ -133,8 +136,8 @@ def cases() -> list[tuple[str, callable]]:
         tag = f"cross_attention-{TYPE[dtype]}-dh{dh}-{'drop' if dropout else 'nodrop'}"
         out += [(f"{tag}-{name}", fn) for name, fn in attention_case(dtype, dh, dropout)]
     out.append(("cross_attention-keep_mask", lambda: compile_sm90(
-        ca._keep_mask_kernel, {"seed_ptr": "*i64", "keep_ptr": "*i1"}, ("dropout_p",),
-        dict(BLOCK_M=16, BLOCK_N=16), num_warps=4)))
+        cross_attention_keep_mask.keep_mask_kernel, {"seed_ptr": "*i64", "keep_ptr": "*i1"},
+        ("dropout_p",), dict(BLOCK_M=16, BLOCK_N=16), num_warps=4)))
     rows = {"x_ptr": "*bf16", "res_ptr": "*bf16", "keep_ptr": "*u8", "w_ptr": "*fp32",
             "b_ptr": "*fp32", "y_ptr": "*bf16", "mean_ptr": "*fp32", "rstd_ptr": "*fp32",
             "dy_ptr": "*bf16", "dx_ptr": "*bf16", "dres_ptr": "*bf16",

@@ -360,8 +360,6 @@ def test_triton_interpreter_with_gpu_block_sizes(use_backend, monkeypatch, b, le
 
 @needs_interp
 def test_triton_interpreter_non_contiguous_and_opcheck(use_backend):
-    from lcnet_fast.ops.triton.crop_views import crop_views_triton  # noqa: F401 (registers)
-
     use_backend("triton")
     images = make_images(2, 2, 3).permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)
     out = crop_views(images, 2, 3, MEAN, STD)
@@ -417,8 +415,6 @@ def test_gpu_opcheck_and_compile():
         torch.library.opcheck(torch.ops.lcnet_fast.crop_views.default,
                               (images, 3, 8, mean, std, torch.bfloat16, True))
     if INFO["available"]["triton"]:
-        from lcnet_fast.ops.triton.crop_views import crop_views_triton  # noqa: F401
-
         torch.library.opcheck(torch.ops.lcnet_fast.crop_views_triton.default,
                               (images, 3, 8, mean, std, torch.float16, False))
     f = torch.compile(lambda x: crop_views(x, 3, 8, MEAN, STD), fullgraph=True)

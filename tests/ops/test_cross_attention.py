@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lcnet_fast.ops import _backend, cross_attention, cross_attention_reference
-from lcnet_fast.ops.cross_attention import choose_backend, choose_num_kv_splits
+from lcnet_fast.ops.cross_attention import choose_num_kv_splits
 
 HAS_CUDA = torch.cuda.is_available()
 TRITON_CPU_REASON = _backend.unavailable_reason("triton", "cross_attention", "cpu")
@@ -32,6 +32,10 @@ needs_interp = pytest.mark.skipif(TRITON_CPU_REASON is not None, reason=str(TRIT
 gpu = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 LOG2E = 1 / math.log(2)
 EPS32 = torch.finfo(torch.float32).eps
+
+
+def choose_backend(device_type, dtype_name):
+    return _backend.choose_backend("cross_attention", device_type, dtype_name)
 
 
 @pytest.fixture
@@ -116,12 +120,12 @@ def check_parity(q, k, v, do, scale=None, dropout_p=0.0, seed=None, **kw):
     s = scale if scale is not None else 1 / math.sqrt(q.shape[-1])
     eps = torch.finfo(q.dtype).eps
     if dropout_p > 0:
-        from lcnet_fast.ops.triton.cross_attention import dropout_keep_mask
+        from cross_attention_keep_mask import dropout_keep_mask  # tests/ops
 
         b, h, nq, dh = q.shape
         zmask = dropout_keep_mask(seed, b, h, nq, k.shape[2], dropout_p) / (1 - dropout_p)
         splits = kw.get("num_kv_splits") or 1
-        out, grads = run(lambda a, b_, c: torch.ops.lcnet_fast.cross_attention(
+        out, grads = run(lambda a, b_, c: torch.ops.lcnet_fast.cross_attention_triton(
             a, b_, c, s, splits, dropout_p, seed)[0], q, k, v, do)
         t_out, t_grads = run(masked_attention, q, k, v, do, scale=s, zmask=zmask)
     else:
@@ -263,7 +267,7 @@ def test_triton_launchers_check_int32_rows(monkeypatch, splits):
     monkeypatch.setattr(ca, "_check_int32_rows", lambda **t: checked.append(sorted(t)))
     q, k, v, do = make_qkv(1, 2, 5, 40, 16)
     q.requires_grad_(True)
-    out, _ = torch.ops.lcnet_fast.cross_attention(q, k, v, 0.25, splits)
+    out, _ = torch.ops.lcnet_fast.cross_attention_triton(q, k, v, 0.25, splits)
     out.backward(do)
     expected = [["k", "out", "q", "v"]] + ([["split_partials"]] if splits > 1 else [])
     expected.append(["dk", "dout", "dq", "dv", "k", "out", "q", "v"])
@@ -370,13 +374,11 @@ def projection_views(b, h, nq, nk, dh, dtype=torch.float32, seed=0):
 
 
 def run_op(q, k, v, do, splits=1, dropout_p=0.0, seed=None):
-    """out and (dq, dk, dv) of torch.ops.lcnet_fast.cross_attention itself (no clones: the
+    """out and (dq, dk, dv) of torch.ops.lcnet_fast.cross_attention_triton itself (no clones: the
     tensors' own strides reach the kernels)."""
-    from lcnet_fast.ops.triton.cross_attention import cross_attention_triton  # noqa: F401
-
     q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
     args = (dropout_p, seed) if dropout_p > 0 else ()
-    out = torch.ops.lcnet_fast.cross_attention(q, k, v, 1 / math.sqrt(q.shape[-1]), splits,
+    out = torch.ops.lcnet_fast.cross_attention_triton(q, k, v, 1 / math.sqrt(q.shape[-1]), splits,
                                                *args)[0]
     return out.detach(), torch.autograd.grad(out, (q, k, v), do)
 
@@ -392,13 +394,11 @@ def test_triton_output_layout_is_bnhd(use_backend, splits, dropout_p):
     returns), lse is (B, H, Nq) contiguous, and the fake kernels give the same strides."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from lcnet_fast.ops.triton.cross_attention import cross_attention_triton  # noqa: F401
-
     b, h, nq, nk, dh = LAYOUT_SHAPE
     q, k, v, do = make_qkv(*LAYOUT_SHAPE, seed=splits)
     extra = (dropout_p, seed_tensor(17)) if dropout_p > 0 else ()
-    out, lse = torch.ops.lcnet_fast.cross_attention(q, k, v, 0.3, splits, *extra)
-    grads = torch.ops.lcnet_fast.cross_attention_backward(do, q, k, v, out, lse, 0.3, *extra)
+    out, lse = torch.ops.lcnet_fast.cross_attention_triton(q, k, v, 0.3, splits, *extra)
+    grads = torch.ops.lcnet_fast.cross_attention_triton_backward(do, q, k, v, out, lse, 0.3, *extra)
     assert out.stride() == bnhd_strides(out.shape) == (nq * h * dh, dh, h * dh, 1)
     assert lse.shape == (b, h, nq) and lse.is_contiguous() and lse.dtype == torch.float32
     for name, t, like in zip(("dq", "dk", "dv"), grads, (q, k, v), strict=True):
@@ -412,9 +412,9 @@ def test_triton_output_layout_is_bnhd(use_backend, splits, dropout_p):
     with FakeTensorMode() as mode:
         fq, fk, fv, fdo = (mode.from_tensor(t) for t in (q, k, v, do))
         fextra = (dropout_p, mode.from_tensor(extra[1])) if extra else ()
-        f_out, f_lse = torch.ops.lcnet_fast.cross_attention(fq, fk, fv, 0.3, splits, *fextra)
-        f_grads = torch.ops.lcnet_fast.cross_attention_backward(fdo, fq, fk, fv, f_out, f_lse,
-                                                                0.3, *fextra)
+        f_out, f_lse = torch.ops.lcnet_fast.cross_attention_triton(fq, fk, fv, 0.3, splits, *fextra)
+        f_grads = torch.ops.lcnet_fast.cross_attention_triton_backward(
+            fdo, fq, fk, fv, f_out, f_lse, 0.3, *fextra)
     assert (f_out.stride(), f_lse.stride()) == (out.stride(), lse.stride())
     assert [t.stride() for t in f_grads] == [t.stride() for t in grads]
 
@@ -521,7 +521,7 @@ def test_triton_interpreter_dropout_parity(use_backend, shape, p, splits, dtype)
 def test_triton_dropout_mask_statistics():
     """The mask the kernels use keeps a 1-p fraction, differs per head, batch and seed (the
     parity tests cannot see a mask that is consistently wrong, e.g. all kept)."""
-    from lcnet_fast.ops.triton.cross_attention import dropout_keep_mask
+    from cross_attention_keep_mask import dropout_keep_mask  # tests/ops
 
     p, shape = 0.3, (2, 3, 50, 70)
     keep = dropout_keep_mask(seed_tensor(2024), *shape, p)
@@ -549,16 +549,14 @@ def test_triton_dropout_seed_comes_from_torch_rng(use_backend):
     assert not torch.allclose(first, cross_attention(q, k, v))
     torch.manual_seed(11)  # the public function draws one int64 seed from torch's RNG
     seed = torch.randint(2**62, (1,), dtype=torch.int64)
-    expected = torch.ops.lcnet_fast.cross_attention(q, k, v, 1 / math.sqrt(24), 1, 0.4, seed)
+    expected = torch.ops.lcnet_fast.cross_attention_triton(q, k, v, 1 / math.sqrt(24), 1, 0.4, seed)
     assert torch.equal(first, expected[0])
 
 
 @needs_interp
 def test_triton_dropout_needs_a_seed():
-    from lcnet_fast.ops.triton.cross_attention import cross_attention_triton  # noqa: F401
-
     q, k, v, _ = make_qkv(1, 1, 2, 3, 16)
-    op = torch.ops.lcnet_fast.cross_attention
+    op = torch.ops.lcnet_fast.cross_attention_triton
     for seed in (None, torch.tensor([1], dtype=torch.int32), torch.tensor([1, 2])):
         with pytest.raises(RuntimeError, match="needs seed, an int64 tensor of one element"):
             op(q, k, v, 0.25, 1, 0.3, seed)
@@ -569,12 +567,12 @@ def test_triton_dropout_needs_a_seed():
 @pytest.fixture
 def gpu_block_configs(monkeypatch):
     """The interpreter launches with the block sizes and warps of a GPU launch."""
-    import lcnet_fast.ops.triton.cross_attention as kernels
+    import lcnet_fast.ops.triton.cross_attention_config as config
 
-    fwd, bwd = kernels._fwd_config, kernels._bwd_config
-    monkeypatch.setattr(kernels, "_fwd_config", lambda bd, dt, _device: fwd(bd, dt, "cuda"))
-    monkeypatch.setattr(kernels, "_bwd_config", lambda bd, dt, _device: bwd(bd, dt, "cuda"))
-    assert kernels._fwd_config(128, torch.float16, "cpu")["BLOCK_M"] == 64  # patched: GPU sizes
+    fwd, bwd = config.fwd_config, config.bwd_config
+    monkeypatch.setattr(config, "fwd_config", lambda bd, dt, _device: fwd(bd, dt, "cuda"))
+    monkeypatch.setattr(config, "bwd_config", lambda bd, dt, _device: bwd(bd, dt, "cuda"))
+    assert config.fwd_config(128, torch.float16, "cpu")["BLOCK_M"] == 64  # patched: GPU sizes
 
 
 GPU_CONFIG_CASES = [  # (B, H, Nq, Nk, Dh), dtype, num_kv_splits, dropout_p
@@ -619,24 +617,22 @@ def test_triton_interpreter_projection_views_with_gpu_block_configs(
 
 @needs_interp
 def test_triton_interpreter_opcheck(use_backend):
-    from lcnet_fast.ops.triton.cross_attention import cross_attention_triton  # noqa: F401
-
     # test_faketensor compares the fake kernels' output strides with the real ones'
     utils = ("test_schema", "test_faketensor", "test_autograd_registration")
     for inputs in (make_qkv(1, 2, 3, 18, 24), projection_views(2, 3, 17, 21, 20)):
         q, k, v, do = (t.detach() for t in inputs)
         q, k, v = (t.requires_grad_() for t in (q, k, v))
         for splits in (1, 2):
-            torch.library.opcheck(torch.ops.lcnet_fast.cross_attention.default,
+            torch.library.opcheck(torch.ops.lcnet_fast.cross_attention_triton.default,
                                   (q, k, v, 0.25, splits), test_utils=utils)
-            torch.library.opcheck(torch.ops.lcnet_fast.cross_attention.default,
+            torch.library.opcheck(torch.ops.lcnet_fast.cross_attention_triton.default,
                                   (q, k, v, 0.25, splits, 0.3, seed_tensor(5)),
                                   test_utils=utils)
-        out, lse = torch.ops.lcnet_fast.cross_attention(q, k, v, 0.25, 1)
-        torch.library.opcheck(torch.ops.lcnet_fast.cross_attention_backward.default,
+        out, lse = torch.ops.lcnet_fast.cross_attention_triton(q, k, v, 0.25, 1)
+        torch.library.opcheck(torch.ops.lcnet_fast.cross_attention_triton_backward.default,
                               (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25),
                               test_utils=("test_schema", "test_faketensor"))
-        torch.library.opcheck(torch.ops.lcnet_fast.cross_attention_backward.default,
+        torch.library.opcheck(torch.ops.lcnet_fast.cross_attention_triton_backward.default,
                               (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25,
                                0.3, seed_tensor(5)),
                               test_utils=("test_schema", "test_faketensor"))
@@ -730,13 +726,11 @@ def test_gpu_auto_is_triton_and_non_contiguous(use_backend):
 @gpu
 @pytest.mark.gpu
 def test_gpu_opcheck_and_compile(use_backend):
-    from lcnet_fast.ops.triton.cross_attention import cross_attention_triton  # noqa: F401
-
     use_backend("triton")
     q, k, v, do = make_qkv(2, 2, 17, 70, 48, dtype=torch.float16, device="cuda")
     q, k, v = (t.requires_grad_() for t in (q, k, v))
     for splits in (1, 3):
-        torch.library.opcheck(torch.ops.lcnet_fast.cross_attention.default,
+        torch.library.opcheck(torch.ops.lcnet_fast.cross_attention_triton.default,
                               (q, k, v, 0.2, splits))
     f = torch.compile(lambda a, b, c: cross_attention(a, b, c), fullgraph=True)
     out, grads = run(f, q, k, v, do)
@@ -778,5 +772,5 @@ def test_gpu_auto_dropout_is_triton(use_backend):
     out = cross_attention(q, k, v, dropout_p=0.1)
     torch.manual_seed(2)
     seed = torch.randint(2**62, (1,), dtype=torch.int64, device="cuda")
-    expected = torch.ops.lcnet_fast.cross_attention(q, k, v, 1 / math.sqrt(96), 1, 0.1, seed)
+    expected = torch.ops.lcnet_fast.cross_attention_triton(q, k, v, 1 / math.sqrt(96), 1, 0.1, seed)
     assert torch.equal(out, expected[0])

@@ -521,10 +521,6 @@ def test_triton_interpreter_non_contiguous_mixed_and_eval(use_backend):
 
 @needs_interp
 def test_triton_interpreter_opcheck(use_backend):
-    from lcnet_fast.ops.triton.dropout_add_layer_norm import (  # noqa: F401 (registers)
-        dropout_add_layer_norm_triton,
-    )
-
     x, r, w, b, dy = make_inputs((3, 12), torch.float32)
     mask = make_keep_mask(x.shape, 0.3, "cpu", torch.Generator().manual_seed(0))
     utils = ("test_schema", "test_faketensor", "test_autograd_registration")
@@ -532,7 +528,7 @@ def test_triton_interpreter_opcheck(use_backend):
         args = (x.requires_grad_(), r, w.requires_grad_(), b, m, scale, 1e-5)
         torch.library.opcheck(torch.ops.lcnet_fast.dropout_add_layer_norm_triton.default, args,
                               test_utils=utils)
-        _, mean, rstd = dropout_add_layer_norm_triton(*args)
+        _, mean, rstd = torch.ops.lcnet_fast.dropout_add_layer_norm_triton(*args)
         torch.library.opcheck(torch.ops.lcnet_fast.dropout_add_layer_norm_triton_backward.default,
                               (dy, x.detach(), r, w.detach(), m, mean.detach(), rstd.detach(),
                                scale), test_utils=("test_schema", "test_faketensor"))
@@ -582,10 +578,6 @@ def test_gpu_backends_match_reference(use_backend, backend, shape, dtype, p, sam
 @gpu
 @pytest.mark.gpu
 def test_gpu_opcheck_and_compile(use_backend):
-    from lcnet_fast.ops.triton.dropout_add_layer_norm import (  # noqa: F401 (registers)
-        dropout_add_layer_norm_triton,
-    )
-
     x, r, w, b, dy = make_inputs((4, 7, 96), torch.bfloat16, device="cuda",
                                  weight_dtype=torch.float32)
     mask = make_keep_mask(x.shape, 0.1, "cuda")

@@ -17,7 +17,6 @@ from torch.autograd import gradcheck
 import lcnet_fast
 from lcnet_fast.ops import _backend
 from lcnet_fast.ops.crop_views import crop_views, crop_views_reference
-from lcnet_fast.ops.cross_attention import choose_backend as choose_attention_backend
 from lcnet_fast.ops.cross_attention import cross_attention, cross_attention_reference
 from lcnet_fast.ops.dropout_add_layer_norm import (
     dropout_add_layer_norm,
@@ -72,8 +71,6 @@ def _ln_formula(x, r, w, b, keep=None, p=0.0, eps=1e-5):
 def test_auto_chooses_torch_for_float64(use_backend, op):
     for device_type in ("cpu", "cuda"):
         assert _backend.choose_backend(op, device_type, str(F64)) == "torch"
-        if op == "cross_attention":  # its own rules, on top of _backend's
-            assert choose_attention_backend(device_type, str(F64)) == "torch"
     assert _backend.unavailable_reason("torch", op, "cpu", str(F64)) is None
     for backend in ("cpp", "cuda", "triton"):
         assert "torch.float64" in _backend.unavailable_reason(backend, op, "cpu", str(F64))
