@@ -455,7 +455,7 @@ def test_triton_interpreter_projection_views(use_backend, shape, dtype, splits, 
 @needs_interp
 def test_triton_interpreter_attend_merges_heads_without_copy(use_backend):
     """ProjectedAttention.attend's heads.transpose(1, 2).reshape(B, L, d) before out_proj is a
-    view of the op's output on the Triton path (it copied when the output was contiguous)."""
+    view of the op's output on the Triton path (a contiguous output would need a copy)."""
     from lcnet_fast.models.attention import KEY, QUERY, VALUE, ProjectedAttention, project
 
     use_backend("triton")

@@ -95,8 +95,8 @@ def error_scales(x, r, w, b, dy, mask, p, eps, same):
     = grad_residual * keep / (1 - p) (+ grad_residual when x is residual). grad_weight and
     grad_bias sum |dy * xhat| and |dy| over rows. Measured on ~2800 random cases (fp32,
     fp16, bf16; D 1-80; cpp and torch backends): fast error - 2 x torch error stayed
-    <= 0.6 eps x these. max|result| alone, the scale used before, was up to 15x too small
-    for grad_residual at D = 2 (about 8 % of D <= 3 cases failed, whichever mask)."""
+    <= 0.6 eps x these. max|result| alone would be up to 15x too small for grad_residual at
+    D = 2 (about 8 % of D <= 3 cases would fail, whichever mask)."""
     keep = mask.double() / (1 - p) if mask is not None else 1.0
     h = x.double() * keep + (x if same else r).double()
     rstd = (h.var(-1, unbiased=False, keepdim=True) + eps).rsqrt()

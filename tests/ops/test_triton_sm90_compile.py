@@ -23,8 +23,8 @@ SCRIPT = Path(__file__).with_name("sm90_compile.py")
 #: H100/H200: at most 227 KiB of shared memory per block (opt-in dynamic shared memory).
 SM90_MAX_SHARED_BYTES = 227 * 1024
 #: Register spills per thread tolerated: a few registers (the bf16 Dh-256 dQ kernel with dropout
-#: keeps 16 bytes); the launch configurations were chosen so that nothing spills more. Before,
-#: the LLCD's own forward (bf16, Dh 96) kept 248-608 bytes per thread and fp32 up to 9 KB.
+#: keeps 16 bytes); the launch configurations are chosen so that nothing spills more (the
+#: figures, and those of the configurations they replaced: BENCHMARKS.md).
 MAX_SPILL_BYTES = 32
 
 
