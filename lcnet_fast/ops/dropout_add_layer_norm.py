@@ -50,7 +50,7 @@ KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _backend_rule(backend: str, device_type: str, dtype_name: str | None) -> str | None:
-    """No CUDA kernel for this op (the "cuda" backend would only be a name for triton)."""
+    """There is no CUDA kernel for this op: on CUDA tensors the Triton kernels run."""
     if backend == "cuda":
         return _backend.no_kernel_reason("CUDA", dtype_name, "on CUDA tensors auto runs triton")
     return None
