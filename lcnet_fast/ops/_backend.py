@@ -8,18 +8,25 @@ agree within the tolerances the tests derive, so `auto` never changes results be
 float rounding. LCNET_FAST_BACKEND=auto|cuda|triton|cpp|torch forces one; a forced
 backend that cannot run raises BackendUnavailableError with the reason.
 
-float64: the C++, CUDA and Triton kernels take float32/float16/bfloat16 only. A call with
-float64 tensors (e.g. after `model.double()`) runs the pure-PyTorch reference under `auto`;
-a kernel backend forced for float64 raises BackendUnavailableError naming the dtype.
+Rules, in the order unavailable_reason applies them:
+  1. the op's own rule, if its module registered one (register_rule): e.g. cross_attention
+     has no C++/CUDA kernel (on CPU tensors `auto` runs its torch reference, SDPA);
+  2. float64: the C++, CUDA and Triton kernels take float32/float16/bfloat16 only. A call with
+     float64 tensors (e.g. after `model.double()`) runs the pure-PyTorch reference under
+     `auto`; a kernel backend forced for float64 raises BackendUnavailableError naming the
+     dtype;
+  3. what is there: the extension and its kernel for the op (cpp, cuda), triton and a device
+     it runs on (triton).
 
 The extension lcnet_fast._C is imported on first use (when the op modules are imported).
 LCNET_FAST_NO_EXTENSION=1 in the environment at that moment keeps it from being loaded at all
 (as setup.py does not build it under that variable): every op then runs without it (`auto`
 picks torch on CPU tensors) and build_info() says why.
 
-The choice is made once per (op, device type, dtype, LCNET_FAST_BACKEND) and, under
-torch.compile, at trace time (assume_constant_result): changing the variable later
-does not recompile a compiled function.
+The choice is made on every call (nothing about it is cached: only the probes of the extension,
+triton and CUDA are, which cannot change in a process), from LCNET_FAST_BACKEND as it is at
+that moment. Under torch.compile it is made at trace time (assume_constant_result): changing
+the variable later does not recompile a compiled function.
 
 Export mode: `with lcnet_fast.ops._backend.reference_ops(): ...` (also importable as
 lcnet_fast.export.reference_ops) makes every public op function
@@ -29,6 +36,7 @@ other threads are not affected). The references are plain aten ops (SDPA, layer_
 which torch.onnx, torch.jit.trace and torch.export can export; the custom ops
 lcnet_fast::<op> cannot be exported as they are. lcnet_fast.export uses it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,6 +44,7 @@ import contextvars
 import functools
 import importlib
 import os
+from collections.abc import Callable
 
 import torch
 
@@ -67,9 +76,11 @@ def load_extension():
     """Import lcnet_fast._C once (registers its ops). Returns (module or None, reason): the
     reason is one line saying why the extension is not there and what to do about it."""
     if env_flag(NO_EXTENSION_ENV_VAR):
-        return None, (f"lcnet_fast._C disabled by {NO_EXTENSION_ENV_VAR}="
-                      f"{os.environ[NO_EXTENSION_ENV_VAR].strip()} (unset it to load the C++/CUDA "
-                      "kernels)")
+        return None, (
+            f"lcnet_fast._C disabled by {NO_EXTENSION_ENV_VAR}="
+            f"{os.environ[NO_EXTENSION_ENV_VAR].strip()} (unset it to load the C++/CUDA "
+            "kernels)"
+        )
     try:
         # import_module, not `from lcnet_fast import _C`: during `import lcnet_fast` the package
         # is partially initialised, and that form reports a missing _C as a "circular import".
@@ -77,8 +88,7 @@ def load_extension():
     except ImportError as e:  # not built, or built against an incompatible torch/Python
         return None, (f"lcnet_fast._C not built/importable ({_one_line(e)}); {BUILD_HINT}")
     except Exception as e:  # a missing shared library (OSError), a registration clash, ...
-        return None, (f"lcnet_fast._C failed to load ({_one_line(e)}); rebuild it: "
-                      f"{BUILD_HINT}")
+        return None, (f"lcnet_fast._C failed to load ({_one_line(e)}); rebuild it: {BUILD_HINT}")
     return ext, None
 
 
@@ -120,25 +130,52 @@ def has_kernel(op: str, dispatch_key: str) -> bool:
         return False
 
 
+#: A per-op rule: (backend, device_type, dtype_name) -> None if the op allows `backend` on
+#: such tensors, else one line saying why not. dtype_name is str(dtype), or None (not known).
+OpRule = Callable[[str, str, str | None], str | None]
+_OP_RULES: dict[str, OpRule] = {}
+
+
+def register_rule(op: str, rule: OpRule) -> None:
+    """Give lcnet_fast::<op> its own backend rule, applied before the shared ones (module doc).
+    Each op module registers its rule once, when it is imported; registering again replaces
+    it. A rule may only refuse a backend, never make one available that the shared rules
+    refuse."""
+    _OP_RULES[op] = rule
+
+
+def no_kernel_reason(kind: str, dtype_name: str | None, instead: str) -> str:
+    """The reason an op rule gives for a backend that has no kernel for the op at all."""
+    which = f", in {dtype_name} or any other dtype" if dtype_name else ""
+    return f"there is no {kind} kernel for this op{which} ({instead})"
+
+
 def dtype_unavailable_reason(backend: str, dtype_name: str | None) -> str | None:
     """None if `backend` computes in dtype_name (str(dtype); None: not checked), else why not."""
     if backend == "torch" or dtype_name is None or dtype_name in KERNEL_DTYPES:
         return None
-    return (f"the {backend} kernels take float32/float16/bfloat16, got {dtype_name} (float64 "
-            f"runs the pure-PyTorch reference: LCNET_FAST_BACKEND=auto or torch)")
+    return (
+        f"the {backend} kernels take float32/float16/bfloat16, got {dtype_name} (float64 "
+        f"runs the pure-PyTorch reference: LCNET_FAST_BACKEND=auto or torch)"
+    )
 
 
-def unavailable_reason(backend: str, op: str, device_type: str,
-                       dtype_name: str | None = None) -> str | None:
+def unavailable_reason(
+    backend: str, op: str, device_type: str, dtype_name: str | None = None
+) -> str | None:
     """None if `backend` can run lcnet_fast::<op> on tensors of device_type (and of dtype
     dtype_name, str(dtype), when given), else why not."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    if backend == "torch":
+        return None
+    rule = _OP_RULES.get(op)
+    op_reason = rule(backend, device_type, dtype_name) if rule is not None else None
+    if op_reason is not None:
+        return op_reason
     dtype_reason = dtype_unavailable_reason(backend, dtype_name)
     if dtype_reason is not None:
         return dtype_reason
-    if backend == "torch":
-        return None
     if backend == "cpp":
         if device_type != "cpu":
             return f"the cpp backend runs on CPU tensors, got {device_type} tensors"
@@ -151,16 +188,20 @@ def unavailable_reason(backend: str, op: str, device_type: str,
         if extension_unavailable_reason():
             return extension_unavailable_reason()
         if not has_kernel(op, "CUDA"):
-            return (f"lcnet_fast._C was built without CUDA kernels for {op} (rebuild on a GPU "
-                    "machine or with LCNET_FAST_FORCE_CUDA=1)")
+            return (
+                f"lcnet_fast._C was built without CUDA kernels for {op} (rebuild on a GPU "
+                "machine or with LCNET_FAST_FORCE_CUDA=1)"
+            )
         return None
     if backend == "triton":
         if triton_unavailable_reason():
             return triton_unavailable_reason()
         if device_type == "cuda" or (device_type == "cpu" and triton_interpreter()):
             return None
-        return (f"the triton backend runs on CUDA tensors (or CPU tensors with "
-                f"TRITON_INTERPRET=1), got {device_type} tensors")
+        return (
+            f"the triton backend runs on CUDA tensors (or CPU tensors with "
+            f"TRITON_INTERPRET=1), got {device_type} tensors"
+        )
     raise AssertionError(backend)
 
 
@@ -199,7 +240,8 @@ def _choose(op: str, device_type: str, requested: str, dtype_name: str | None = 
         if reason is not None:
             what = f"{device_type} {dtype_name} tensors" if dtype_name else f"{device_type} tensors"
             raise BackendUnavailableError(
-                f"{ENV_VAR}={requested} cannot run lcnet_fast::{op} on {what}: {reason}")
+                f"{ENV_VAR}={requested} cannot run lcnet_fast::{op} on {what}: {reason}"
+            )
         return requested
     for backend in _AUTO_ORDER.get(device_type, ("torch",)):
         if unavailable_reason(backend, op, device_type, dtype_name) is None:

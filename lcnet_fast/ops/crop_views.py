@@ -9,10 +9,14 @@ mean/std, by the torch reference; the kernels write fp32/fp16/bf16 only, so `aut
 for float64 and a forced cpp/cuda/triton raises).
 
 Backends (lcnet_fast.ops._backend): "cpp" (csrc/cpu/crop_views.cpp) and "cuda"
-(csrc/cuda/crop_views.cu) through the C++ op torch.ops.lcnet_fast.crop_views,
-"triton" (lcnet_fast/ops/triton/crop_views.py, op lcnet_fast::crop_views_triton) and
-"torch" (crop_views_reference below: the oracle and the fallback).
+(csrc/cuda/crop_views.cpp dispatching to the kernel in csrc/cuda/crop_views_kernel.cuh)
+through the C++ op torch.ops.lcnet_fast.crop_views, "triton" (the op
+lcnet_fast::crop_views_triton defined below; kernel and launcher in
+lcnet_fast/ops/triton/crop_views.py) and "torch" (crop_views_reference below: the oracle and the
+fallback). The output has no gradient (uint8 input), so no op registers autograd. Both custom
+ops allocate through lcnet_fast/ops/_shapes.py, so their fake kernels give the real strides.
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,38 +26,33 @@ import torch
 import torch.nn.functional as F
 
 from lcnet_fast.ops import _backend
+from lcnet_fast.ops._shapes import crop_views_output, num_views
+
+__all__ = ["crop_views", "crop_views_reference", "num_views"]
 
 OP = "crop_views"
 OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 Stats = Sequence[float] | torch.Tensor
 
 
-def num_views(level: int) -> int:
-    return 1 if level == 1 else level * level + 1
-
-
-def new_output(images: torch.Tensor, level: int, size: int, out_dtype: torch.dtype,
-               channels_last: bool) -> torch.Tensor:
-    """Uninitialised (B, V, 3, size, size) output; channels_last stores (B, V, size, size, 3)."""
-    b, v = images.shape[0], num_views(level)
-    if channels_last:
-        buf = images.new_empty((b, v, size, size, 3), dtype=out_dtype)
-        return buf.permute(0, 1, 4, 2, 3)
-    return images.new_empty((b, v, 3, size, size), dtype=out_dtype)
-
-
 def _check_images(images, level, size) -> None:
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"crop_views: images must be a torch.Tensor, got {type(images).__name__}")
     if images.dtype != torch.uint8:
-        raise TypeError(f"crop_views: images must be uint8 (decoded RGB, 0..255), got dtype "
-                        f"{images.dtype} with shape {tuple(images.shape)}")
+        raise TypeError(
+            f"crop_views: images must be uint8 (decoded RGB, 0..255), got dtype "
+            f"{images.dtype} with shape {tuple(images.shape)}"
+        )
     if images.dim() != 4:
-        raise ValueError(f"crop_views: images must have shape (B, H, W, 3), got rank "
-                         f"{images.dim()} shape {tuple(images.shape)}")
+        raise ValueError(
+            f"crop_views: images must have shape (B, H, W, 3), got rank "
+            f"{images.dim()} shape {tuple(images.shape)}"
+        )
     if images.shape[-1] != 3:
-        raise ValueError(f"crop_views: images last dim must be 3 (RGB, channels last), got shape "
-                         f"{tuple(images.shape)}")
+        raise ValueError(
+            f"crop_views: images last dim must be 3 (RGB, channels last), got shape "
+            f"{tuple(images.shape)}"
+        )
     for name, value in (("level", level), ("size", size)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"crop_views: {name} must be an int, got {value!r}")
@@ -61,21 +60,27 @@ def _check_images(images, level, size) -> None:
             raise ValueError(f"crop_views: {name} must be >= 1, got {value}")
     h, w = images.shape[1], images.shape[2]
     if h != w:
-        raise ValueError(f"crop_views: images must be square (H == W), got shape "
-                         f"{tuple(images.shape)}")
+        raise ValueError(
+            f"crop_views: images must be square (H == W), got shape {tuple(images.shape)}"
+        )
     if h != level * size:
-        raise ValueError(f"crop_views: images H == W must equal level * size = {level} * {size} "
-                         f"= {level * size}, got shape {tuple(images.shape)}")
+        raise ValueError(
+            f"crop_views: images H == W must equal level * size = {level} * {size} "
+            f"= {level * size}, got shape {tuple(images.shape)}"
+        )
 
 
-def _as_stats(name: str, value: Stats, device: torch.device,
-              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def _as_stats(
+    name: str, value: Stats, device: torch.device, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """mean/std as a (3,) tensor of dtype (float32, or float64 for float64 output) on
     `device`; validated."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 3:
-            raise ValueError(f"crop_views: {name} must hold 3 values (one per RGB channel), got "
-                             f"shape {tuple(value.shape)}")
+            raise ValueError(
+                f"crop_views: {name} must hold 3 values (one per RGB channel), got "
+                f"shape {tuple(value.shape)}"
+            )
         t = value.detach().reshape(3).to(device=device, dtype=dtype)
         if name == "std" and not torch.compiler.is_compiling() and bool((t == 0).any()):
             raise ValueError(f"crop_views: std must be non-zero, got {t.tolist()}")
@@ -85,8 +90,9 @@ def _as_stats(name: str, value: Stats, device: torch.device,
     except TypeError:
         raise TypeError(f"crop_views: {name} must be 3 floats or a tensor, got {value!r}") from None
     if len(vals) != 3:
-        raise ValueError(f"crop_views: {name} must hold 3 values (one per RGB channel), got "
-                         f"{len(vals)}: {vals}")
+        raise ValueError(
+            f"crop_views: {name} must hold 3 values (one per RGB channel), got {len(vals)}: {vals}"
+        )
     if name == "std" and any(v == 0 for v in vals):
         raise ValueError(f"crop_views: std must be non-zero, got {vals}")
     if torch.compiler.is_compiling():
@@ -95,8 +101,9 @@ def _as_stats(name: str, value: Stats, device: torch.device,
 
 
 @functools.lru_cache(maxsize=64)
-def _stats_tensor(vals: tuple[float, ...], device: torch.device,
-                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def _stats_tensor(
+    vals: tuple[float, ...], device: torch.device, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Float stats as a (3,) tensor of dtype on `device`, built once per (values, device, dtype).
     Why cached: on a GPU a fresh torch.tensor is a host-to-device copy on every call (two per
     batch for DeviceViews), and one made during CUDA-graph capture would fail. Never mutated:
@@ -104,10 +111,16 @@ def _stats_tensor(vals: tuple[float, ...], device: torch.device,
     return torch.tensor(vals, dtype=dtype, device=device)
 
 
-def crop_views_reference(images: torch.Tensor, level: int, size: int, mean: torch.Tensor,
-                         std: torch.Tensor, out_dtype: torch.dtype = torch.float32,
-                         channels_last: bool = False,
-                         compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def crop_views_reference(
+    images: torch.Tensor,
+    level: int,
+    size: int,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    out_dtype: torch.dtype = torch.float32,
+    channels_last: bool = False,
+    compute_dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """Plain PyTorch op chain (the oracle). mean/std: (3,) tensors. compute_dtype=float64
     gives the high-precision reference the tests measure every backend against."""
     b = images.shape[0]
@@ -115,7 +128,8 @@ def crop_views_reference(images: torch.Tensor, level: int, size: int, mean: torc
     # scalar as a * (1/255), 1 ulp off true division for about half the byte values in fp32,
     # and the kernels (and CPU torch) divide exactly.
     x = images.permute(0, 3, 1, 2).to(compute_dtype) / torch.full(
-        (), 255.0, dtype=compute_dtype, device=images.device)  # (B, 3, H, W)
+        (), 255.0, dtype=compute_dtype, device=images.device
+    )  # (B, 3, H, W)
     thumb = x if level == 1 else F.avg_pool2d(x, level)  # (B, 3, S, S)
     views = [thumb.unsqueeze(1)]
     if level > 1:
@@ -126,22 +140,54 @@ def crop_views_reference(images: torch.Tensor, level: int, size: int, mean: torc
     s = std.to(compute_dtype).view(1, 1, 3, 1, 1)
     v = ((v - m) / s).to(out_dtype)
     if channels_last:
-        out = new_output(images, level, size, out_dtype, True)
+        out = crop_views_output(images, level, size, out_dtype, True)
         out.copy_(v)
         return out
     return v
 
 
+# --- the custom ops: fake kernels (no autograd: the output has no gradient) ----------------
+
+
+def _fake(images, level, size, mean, std, out_dtype, channels_last):
+    # explicit for the Triton op: tracing its launcher would run the interpreter on fake tensors
+    return crop_views_output(images, level, size, out_dtype, channels_last)
+
+
 if _backend.load_extension()[0] is not None and hasattr(torch.ops.lcnet_fast, OP):
-
-    @torch.library.register_fake("lcnet_fast::crop_views")
-    def _crop_views_fake(images, level, size, mean, std, out_dtype, channels_last):
-        return new_output(images, level, size, out_dtype, channels_last)
+    torch.library.register_fake(f"lcnet_fast::{OP}")(_fake)
 
 
-def crop_views(images: torch.Tensor, level: int, size: int, mean: Stats, std: Stats,
-               out_dtype: torch.dtype = torch.float32,
-               channels_last: bool = False) -> torch.Tensor:
+@torch.library.triton_op(f"lcnet_fast::{OP}_triton", mutates_args=())
+def _crop_views_triton(
+    images: torch.Tensor,
+    level: int,
+    size: int,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    out_dtype: torch.dtype,
+    channels_last: bool,
+) -> torch.Tensor:
+    """The "triton" backend: same contract as torch.ops.lcnet_fast.crop_views (arguments
+    validated by crop_views)."""
+    # imported on first use: Triton reads TRITON_INTERPRET when the kernels are decorated
+    from lcnet_fast.ops.triton import crop_views as kernels
+
+    return kernels.forward(images, level, size, mean, std, out_dtype, channels_last)
+
+
+_crop_views_triton.register_fake(_fake)
+
+
+def crop_views(
+    images: torch.Tensor,
+    level: int,
+    size: int,
+    mean: Stats,
+    std: Stats,
+    out_dtype: torch.dtype = torch.float32,
+    channels_last: bool = False,
+) -> torch.Tensor:
     """Normalised Crop-Forwarding views of uint8 (B, H, W, 3) images (see module doc).
 
     mean, std: 3 floats or tensors (per RGB channel, in 0..1 units).
@@ -159,11 +205,11 @@ def crop_views(images: torch.Tensor, level: int, size: int, mean: Stats, std: St
     channels_last = bool(channels_last)
     backend = _backend.choose_backend(OP, images.device.type, str(out_dtype))
     if backend in ("cpp", "cuda"):
-        return torch.ops.lcnet_fast.crop_views(images, level, size, mean_t, std_t, out_dtype,
-                                               channels_last)
+        return torch.ops.lcnet_fast.crop_views(
+            images, level, size, mean_t, std_t, out_dtype, channels_last
+        )
     if backend == "triton":
-        from lcnet_fast.ops.triton.crop_views import crop_views_triton
-
-        return crop_views_triton(images, level, size, mean_t, std_t, out_dtype, channels_last)
-    return crop_views_reference(images, level, size, mean_t, std_t, out_dtype, channels_last,
-                                compute_dtype)
+        return _crop_views_triton(images, level, size, mean_t, std_t, out_dtype, channels_last)
+    return crop_views_reference(
+        images, level, size, mean_t, std_t, out_dtype, channels_last, compute_dtype
+    )

@@ -6,6 +6,7 @@ PyTorch op chain at the same output dtype, + one fp32 ulp of the largest value.
 On top of that, fp32 tiles (views 1..) must be bit-identical to the op chain: both
 compute (x/255 - mean)/std with IEEE fp32 divisions in the same order.
 """
+
 import os
 
 import pytest
@@ -24,8 +25,11 @@ INFO = lcnet_fast.build_info()
 
 
 def backends_for(device_type):
-    return [b for b in _backend.BACKENDS
-            if _backend.unavailable_reason(b, "crop_views", device_type) is None]
+    return [
+        b
+        for b in _backend.BACKENDS
+        if _backend.unavailable_reason(b, "crop_views", device_type) is None
+    ]
 
 
 CPU_BACKENDS = backends_for("cpu")
@@ -47,8 +51,9 @@ def assert_values_match_reference(out, images, level, size, out_dtype, mean, std
     """The module doc's tolerance, on values only (any layout). mean, std: (3,) tensors on
     images' device. Also used by test_crop_views_cuda_emulated.py."""
     torch_out = crop_views_reference(images, level, size, mean, std, out_dtype)
-    ref64 = crop_views_reference(images, level, size, mean, std, torch.float64,
-                                 compute_dtype=torch.float64)
+    ref64 = crop_views_reference(
+        images, level, size, mean, std, torch.float64, compute_dtype=torch.float64
+    )
     if out.numel() == 0:
         return
     fast_err = (out.double() - ref64).abs().max().item()
@@ -59,8 +64,7 @@ def assert_values_match_reference(out, images, level, size, out_dtype, mean, std
         assert torch.equal(out[:, 1:], torch_out[:, 1:]), "fp32 tiles must be bit-identical"
 
 
-def check_against_reference(out, images, level, size, out_dtype=torch.float32,
-                            channels_last=False):
+def check_against_reference(out, images, level, size, out_dtype=torch.float32, channels_last=False):
     mean, std = stats(images.device)
     n = images.shape[0]
     assert out.shape == (n, num_views(level), 3, size, size)
@@ -79,6 +83,7 @@ def check_against_reference(out, images, level, size, out_dtype=torch.float32,
 def use_backend(monkeypatch):
     def set_backend(name):
         monkeypatch.setenv(_backend.ENV_VAR, name)
+
     return set_backend
 
 
@@ -113,7 +118,7 @@ def test_non_contiguous_inputs(use_backend, backend):
     n = level * size
     big = make_images(3, 1, n + 5)  # (3, n+5, n+5, 3)
     padded = torch.cat([big, big[..., :1]], dim=-1)  # (3, n+5, n+5, 4)
-    sliced = padded[::2, 1:n + 1, 3:n + 3, :3]  # every stride unusual
+    sliced = padded[::2, 1 : n + 1, 3 : n + 3, :3]  # every stride unusual
     assert not sliced.is_contiguous()
     chw = make_images(2, level, size).permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)
     for images in (sliced, chw):
@@ -152,8 +157,9 @@ def test_float_stats_become_one_cached_tensor_per_device():
 
 def test_values_by_hand():
     """Level 2, size 1: a 2x2 image; view 0 its mean, views 1..4 its pixels."""
-    img = torch.tensor([[[[0, 10, 20], [255, 30, 40]], [[50, 60, 70], [80, 90, 100]]]],
-                       dtype=torch.uint8)
+    img = torch.tensor(
+        [[[[0, 10, 20], [255, 30, 40]], [[50, 60, 70], [80, 90, 100]]]], dtype=torch.uint8
+    )
     out = crop_views(img, 2, 1, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)).double()
     px = img.double()[0].reshape(4, 3) / 255
     torch.testing.assert_close(out[0, 1:, :, 0, 0], px, rtol=0, atol=1e-7)
@@ -203,24 +209,37 @@ def test_bad_arguments(change, exc, msg):
 
 
 @pytest.mark.skipif(not INFO["available"]["cpp"], reason=str(INFO["reasons"].get("cpp")))
-@pytest.mark.parametrize("images,level,size,msg", [
-    (torch.zeros(1, 8, 8, 3, dtype=torch.uint8), 2, 3, "level\\*size"),
-    (torch.zeros(1, 6, 6, 3, dtype=torch.int32), 2, 3, "must be uint8"),
-    (torch.zeros(1, 6, 6, 3, dtype=torch.uint8), 0, 3, "level must be >= 1"),
-    (torch.zeros(1, 6, 6, 2, dtype=torch.uint8), 2, 3, "last dim must be 3"),
-    # thumbnail block sums (255 * level^2) are int32 in the CPU kernel; expand: no memory
-    (torch.zeros(1, 1, 1, 3, dtype=torch.uint8).expand(1, 2902, 2902, 3), 2902, 1,
-     "level <= 2901"),
-])
+@pytest.mark.parametrize(
+    "images,level,size,msg",
+    [
+        (torch.zeros(1, 8, 8, 3, dtype=torch.uint8), 2, 3, "level\\*size"),
+        (torch.zeros(1, 6, 6, 3, dtype=torch.int32), 2, 3, "must be uint8"),
+        (torch.zeros(1, 6, 6, 3, dtype=torch.uint8), 0, 3, "level must be >= 1"),
+        (torch.zeros(1, 6, 6, 2, dtype=torch.uint8), 2, 3, "last dim must be 3"),
+        # thumbnail block sums (255 * level^2) are int32 in the CPU kernel; expand: no memory
+        (
+            torch.zeros(1, 1, 1, 3, dtype=torch.uint8).expand(1, 2902, 2902, 3),
+            2902,
+            1,
+            "level <= 2901",
+        ),
+    ],
+)
 def test_cpp_op_checks_its_arguments(images, level, size, msg):
     """A direct torch.ops call (no Python wrapper) must fail cleanly, never read OOB."""
     mean, std = stats("cpu")
     with pytest.raises(RuntimeError, match=msg):
         torch.ops.lcnet_fast.crop_views(images, level, size, mean, std, torch.float32, False)
     with pytest.raises(RuntimeError, match="std\\[1\\] must be non-zero"):
-        torch.ops.lcnet_fast.crop_views(torch.zeros(1, 6, 6, 3, dtype=torch.uint8), 2, 3,
-                                        mean, torch.tensor([1.0, 0.0, 1.0]), torch.float32,
-                                        False)
+        torch.ops.lcnet_fast.crop_views(
+            torch.zeros(1, 6, 6, 3, dtype=torch.uint8),
+            2,
+            3,
+            mean,
+            torch.tensor([1.0, 0.0, 1.0]),
+            torch.float32,
+            False,
+        )
 
 
 @pytest.mark.skipif(not INFO["available"]["cpp"], reason=str(INFO["reasons"].get("cpp")))
@@ -239,13 +258,11 @@ def test_opcheck_cpp(channels_last):
 # runs the best build there is, so these tests still pass and test what exists.
 
 ISA_CAPS = ("default", "avx2", "avx512")
-needs_cpp = pytest.mark.skipif(not INFO["available"]["cpp"],
-                               reason=str(INFO["reasons"].get("cpp")))
+needs_cpp = pytest.mark.skipif(not INFO["available"]["cpp"], reason=str(INFO["reasons"].get("cpp")))
 
 
 def cpp_op(images, level, size, mean, std, out_dtype, channels_last):
-    return torch.ops.lcnet_fast.crop_views(images, level, size, mean, std, out_dtype,
-                                           channels_last)
+    return torch.ops.lcnet_fast.crop_views(images, level, size, mean, std, out_dtype, channels_last)
 
 
 @needs_cpp
@@ -264,12 +281,13 @@ def test_cpp_isa_builds_agree_bitwise(monkeypatch, out_dtype, channels_last):
             monkeypatch.setenv("ATEN_CPU_CAPABILITY", cap)
             outs[cap] = cpp_op(images, level, size, mean, std, out_dtype, channels_last)
             check_against_reference(outs[cap], images, level, size, out_dtype, channels_last)
-            assert torch.equal(cpp_op(chw, level, size, mean, std, out_dtype, channels_last),
-                               outs[cap])
+            assert torch.equal(
+                cpp_op(chw, level, size, mean, std, out_dtype, channels_last), outs[cap]
+            )
             assert torch.equal(
                 cpp_op(broadcast, level, size, mean, std, out_dtype, channels_last),
-                cpp_op(broadcast.contiguous(), level, size, mean, std, out_dtype,
-                       channels_last))
+                cpp_op(broadcast.contiguous(), level, size, mean, std, out_dtype, channels_last),
+            )
         for cap in ISA_CAPS:
             assert torch.equal(outs[cap], outs["default"]), cap
 
@@ -307,8 +325,13 @@ def test_compile_fullgraph_no_graph_break():
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(b=st.integers(1, 3), level=st.integers(1, 5), size=st.integers(1, 11),
-       channels_last=st.booleans(), seed=st.integers(0, 2**16))
+@given(
+    b=st.integers(1, 3),
+    level=st.integers(1, 5),
+    size=st.integers(1, 11),
+    channels_last=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_fuzz_against_reference(b, level, size, channels_last, seed):
     images = make_images(b, level, size, seed=seed)
     out = crop_views(images, level, size, MEAN, STD, channels_last=channels_last)
@@ -319,32 +342,47 @@ def test_fuzz_against_reference(b, level, size, channels_last, seed):
 
 needs_interp = pytest.mark.skipif(
     "triton" not in CPU_BACKENDS,
-    reason=str(_backend.unavailable_reason("triton", "crop_views", "cpu")))
+    reason=str(_backend.unavailable_reason("triton", "crop_views", "cpu")),
+)
 
 
 @needs_interp
-@pytest.mark.parametrize("b,level,size,out_dtype,channels_last", [
-    (1, 1, 5, torch.float32, False),
-    (2, 2, 7, torch.float16, True),
-    (1, 3, 13, torch.float32, False),  # tiles straddle program blocks
-    (1, 4, 3, torch.float32, True),
-])
-def test_triton_interpreter_matches_reference(use_backend, b, level, size, out_dtype,
-                                              channels_last):
+@pytest.mark.parametrize(
+    "b,level,size,out_dtype,channels_last",
+    [
+        (1, 1, 5, torch.float32, False),
+        (2, 2, 7, torch.float16, True),
+        (1, 3, 13, torch.float32, False),  # tiles straddle program blocks
+        (1, 4, 3, torch.float32, True),
+    ],
+)
+def test_triton_interpreter_matches_reference(
+    use_backend, b, level, size, out_dtype, channels_last
+):
     use_backend("triton")
     images = make_images(b, level, size)
-    out = crop_views(images, level, size, MEAN, STD, out_dtype=out_dtype,
-                     channels_last=channels_last)
+    out = crop_views(
+        images, level, size, MEAN, STD, out_dtype=out_dtype, channels_last=channels_last
+    )
     check_against_reference(out, images, level, size, out_dtype, channels_last)
 
 
 @needs_interp
-@pytest.mark.parametrize("b,level,size,channels_last", [
-    (2, 2, 70, False),  # 64-column blocks: one full, one masked; 8-row blocks: 9, the last partial
-    (1, 3, 9, True),
-])
-def test_triton_interpreter_with_gpu_block_sizes(use_backend, monkeypatch, b, level, size,
-                                                 channels_last):
+@pytest.mark.parametrize(
+    "b,level,size,channels_last",
+    [
+        (
+            2,
+            2,
+            70,
+            False,
+        ),  # 64-column blocks: one full, one masked; 8-row blocks: 9, the last partial
+        (1, 3, 9, True),
+    ],
+)
+def test_triton_interpreter_with_gpu_block_sizes(
+    use_backend, monkeypatch, b, level, size, channels_last
+):
     """The GPU launch blocks (8 thumbnail rows x up to 64 columns) in the interpreter, so their
     masking is checked on every CI run, not only on a GPU machine."""
     import lcnet_fast.ops.triton.crop_views as kernels
@@ -360,16 +398,16 @@ def test_triton_interpreter_with_gpu_block_sizes(use_backend, monkeypatch, b, le
 
 @needs_interp
 def test_triton_interpreter_non_contiguous_and_opcheck(use_backend):
-    from lcnet_fast.ops.triton.crop_views import crop_views_triton  # noqa: F401 (registers)
-
     use_backend("triton")
     images = make_images(2, 2, 3).permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)
     out = crop_views(images, 2, 3, MEAN, STD)
     check_against_reference(out, images, 2, 3)
     mean, std = stats("cpu")
-    torch.library.opcheck(torch.ops.lcnet_fast.crop_views_triton.default,
-                          (images, 2, 3, mean, std, torch.float32, True),
-                          test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(
+        torch.ops.lcnet_fast.crop_views_triton.default,
+        (images, 2, 3, mean, std, torch.float32, True),
+        test_utils=("test_schema", "test_faketensor"),
+    )
 
 
 @needs_interp
@@ -379,31 +417,38 @@ def test_triton_interpreter_compile_fullgraph(use_backend):
     (interpreter-only; the GPU test compiles with inductor)."""
     use_backend("triton")
     images = make_images(1, 2, 3)
-    f = torch.compile(lambda x: crop_views(x, 2, 3, MEAN, STD, channels_last=True) * 2,
-                      fullgraph=True, backend="eager")
+    f = torch.compile(
+        lambda x: crop_views(x, 2, 3, MEAN, STD, channels_last=True) * 2,
+        fullgraph=True,
+        backend="eager",
+    )
     check_against_reference(f(images) / 2, images, 2, 3, channels_last=True)
 
 
 # --- GPU (run by benchmarks/gpu_check.sh) ----------------------------------------------------
 
+
 @gpu
 @pytest.mark.gpu
 @pytest.mark.parametrize("backend", ["cuda", "triton", "torch"])
-@pytest.mark.parametrize("b,level,size", [(1, 1, 5), (2, 2, 7), (3, 3, 13), (2, 4, 33),
-                                          (4, 3, 448)])
+@pytest.mark.parametrize(
+    "b,level,size", [(1, 1, 5), (2, 2, 7), (3, 3, 13), (2, 4, 33), (4, 3, 448)]
+)
 @pytest.mark.parametrize("out_dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_gpu_backends_match_reference(use_backend, backend, b, level, size, out_dtype,
-                                      channels_last):
+def test_gpu_backends_match_reference(
+    use_backend, backend, b, level, size, out_dtype, channels_last
+):
     reason = _backend.unavailable_reason(backend, "crop_views", "cuda")
     if reason:
         pytest.skip(reason)
     use_backend(backend)
     images = make_images(b, level, size, device="cuda")
-    out = crop_views(images, level, size, MEAN, STD, out_dtype=out_dtype,
-                     channels_last=channels_last)
+    out = crop_views(
+        images, level, size, MEAN, STD, out_dtype=out_dtype, channels_last=channels_last
+    )
     check_against_reference(out, images, level, size, out_dtype, channels_last)
-    sliced = make_images(b, level, size + 1, device="cuda")[:, :level * size, 1:level * size + 1]
+    sliced = make_images(b, level, size + 1, device="cuda")[:, : level * size, 1 : level * size + 1]
     out = crop_views(sliced, level, size, MEAN, STD, out_dtype=out_dtype)
     check_against_reference(out, sliced, level, size, out_dtype)
 
@@ -414,12 +459,13 @@ def test_gpu_opcheck_and_compile():
     mean, std = stats("cuda")
     images = make_images(2, 3, 8, device="cuda")
     if INFO["available"]["cuda"]:
-        torch.library.opcheck(torch.ops.lcnet_fast.crop_views.default,
-                              (images, 3, 8, mean, std, torch.bfloat16, True))
+        torch.library.opcheck(
+            torch.ops.lcnet_fast.crop_views.default, (images, 3, 8, mean, std, torch.bfloat16, True)
+        )
     if INFO["available"]["triton"]:
-        from lcnet_fast.ops.triton.crop_views import crop_views_triton  # noqa: F401
-
-        torch.library.opcheck(torch.ops.lcnet_fast.crop_views_triton.default,
-                              (images, 3, 8, mean, std, torch.float16, False))
+        torch.library.opcheck(
+            torch.ops.lcnet_fast.crop_views_triton.default,
+            (images, 3, 8, mean, std, torch.float16, False),
+        )
     f = torch.compile(lambda x: crop_views(x, 3, 8, MEAN, STD), fullgraph=True)
     torch.testing.assert_close(f(images), crop_views(images, 3, 8, MEAN, STD))

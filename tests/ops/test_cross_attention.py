@@ -15,6 +15,7 @@ term: P = exp2(x) with x = log2(e) (q.k s - lse) formed in fp32 has relative err
 ~ eps32 |x|, so each P (and dS) above also carries A = 2 log2(e) (|q||k| s + |lse|) + 2 ulps
 of fp32: + eps32 * max((P A) |V|), ... for each result.
 """
+
 import math
 import os
 
@@ -24,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lcnet_fast.ops import _backend, cross_attention, cross_attention_reference
-from lcnet_fast.ops.cross_attention import choose_backend, choose_num_kv_splits
+from lcnet_fast.ops.cross_attention import choose_num_kv_splits
 
 HAS_CUDA = torch.cuda.is_available()
 TRITON_CPU_REASON = _backend.unavailable_reason("triton", "cross_attention", "cpu")
@@ -34,17 +35,24 @@ LOG2E = 1 / math.log(2)
 EPS32 = torch.finfo(torch.float32).eps
 
 
+def choose_backend(device_type, dtype_name):
+    return _backend.choose_backend("cross_attention", device_type, dtype_name)
+
+
 @pytest.fixture
 def use_backend(monkeypatch):
     def set_backend(name):
         monkeypatch.setenv(_backend.ENV_VAR, name)
+
     return set_backend
 
 
 def make_qkv(b, h, nq, nk, dh, dtype=torch.float32, device="cpu", seed=0):
     g = torch.Generator().manual_seed(seed)
-    q, k, v = (torch.randn(b, h, n, dh, generator=g, dtype=torch.float32).to(device, dtype)
-               for n in (nq, nk, nk))
+    q, k, v = (
+        torch.randn(b, h, n, dh, generator=g, dtype=torch.float32).to(device, dtype)
+        for n in (nq, nk, nk)
+    )
     do = torch.randn(b, h, nq, dh, generator=g).to(device, dtype)
     return q, k, v, do
 
@@ -63,18 +71,33 @@ def oracle(q, k, v, do, scale, zmask=None):
     ds = p * (dp - (do * out).sum(-1, keepdim=True))
     grads = (ds @ k * scale, ds.transpose(-1, -2) @ q * scale, pz.transpose(-1, -2) @ do)
     # dS = P (dP - rowsum(dO O)) cancels: its rounding scales with the terms, not the result
-    t0 = ds.abs() + p * (zm * (do.abs() @ v.abs().transpose(-1, -2))
-                         + (do * out).abs().sum(-1, keepdim=True))
-    rounding = (pz @ v.abs(), t0 @ k.abs() * scale, t0.transpose(-1, -2) @ q.abs() * scale,
-                pz.transpose(-1, -2) @ do.abs())
+    t0 = ds.abs() + p * (
+        zm * (do.abs() @ v.abs().transpose(-1, -2)) + (do * out).abs().sum(-1, keepdim=True)
+    )
+    rounding = (
+        pz @ v.abs(),
+        t0 @ k.abs() * scale,
+        t0.transpose(-1, -2) @ q.abs() * scale,
+        pz.transpose(-1, -2) @ do.abs(),
+    )
     # P = exp2(x) with x = log2(e) (q.k s - lse) summed in fp32: relative error ~ eps32 |x| terms
     lse = torch.logsumexp(scores, dim=-1, keepdim=True)
     a = 2 * LOG2E * (q.abs() @ k.abs().transpose(-1, -2) * scale + lse.abs()) + 2
     pza, dsa = pz * a, ds.abs() * a
-    exponent = (pza @ v.abs(), dsa @ k.abs() * scale, dsa.transpose(-1, -2) @ q.abs() * scale,
-                pza.transpose(-1, -2) @ do.abs())
-    return out, grads, [(r.max().item(), e.max().item()) if r.numel() else (0.0, 0.0)
-                        for r, e in zip(rounding, exponent, strict=True)]
+    exponent = (
+        pza @ v.abs(),
+        dsa @ k.abs() * scale,
+        dsa.transpose(-1, -2) @ q.abs() * scale,
+        pza.transpose(-1, -2) @ do.abs(),
+    )
+    return (
+        out,
+        grads,
+        [
+            (r.max().item(), e.max().item()) if r.numel() else (0.0, 0.0)
+            for r, e in zip(rounding, exponent, strict=True)
+        ],
+    )
 
 
 def run(fn, q, k, v, do, **kw):
@@ -116,13 +139,20 @@ def check_parity(q, k, v, do, scale=None, dropout_p=0.0, seed=None, **kw):
     s = scale if scale is not None else 1 / math.sqrt(q.shape[-1])
     eps = torch.finfo(q.dtype).eps
     if dropout_p > 0:
-        from lcnet_fast.ops.triton.cross_attention import dropout_keep_mask
+        from cross_attention_keep_mask import dropout_keep_mask  # tests/ops
 
         b, h, nq, dh = q.shape
         zmask = dropout_keep_mask(seed, b, h, nq, k.shape[2], dropout_p) / (1 - dropout_p)
         splits = kw.get("num_kv_splits") or 1
-        out, grads = run(lambda a, b_, c: torch.ops.lcnet_fast.cross_attention(
-            a, b_, c, s, splits, dropout_p, seed)[0], q, k, v, do)
+        out, grads = run(
+            lambda a, b_, c: torch.ops.lcnet_fast.cross_attention_triton(
+                a, b_, c, s, splits, dropout_p, seed
+            )[0],
+            q,
+            k,
+            v,
+            do,
+        )
         t_out, t_grads = run(masked_attention, q, k, v, do, scale=s, zmask=zmask)
     else:
         zmask = None
@@ -148,6 +178,7 @@ def check_parity(q, k, v, do, scale=None, dropout_p=0.0, seed=None, **kw):
 
 
 # --- the reference / CPU auto path ----------------------------------------------------------
+
 
 def test_auto_on_cpu_is_the_torch_reference(use_backend):
     use_backend("auto")
@@ -177,13 +208,20 @@ def test_dropout_on_cpu_auto_runs_sdpa_with_dropout(use_backend):
     assert not torch.allclose(out, cross_attention(q, k, v))
 
 
-@pytest.mark.parametrize("backend,dtype,dropout,msg", [
-    ("cpp", torch.float32, 0.0, "no C\\+\\+/CUDA kernel"),
-    ("cuda", torch.float32, 0.0, "no C\\+\\+/CUDA kernel"),
-    ("triton", torch.float64, 0.0, "triton kernels take float32/float16/bfloat16, got "
-                                   "torch.float64"),
-    ("cpp", torch.float64, 0.0, "cpu torch.float64 tensors: there is no C\\+\\+/CUDA kernel"),
-])
+@pytest.mark.parametrize(
+    "backend,dtype,dropout,msg",
+    [
+        ("cpp", torch.float32, 0.0, "no C\\+\\+/CUDA kernel"),
+        ("cuda", torch.float32, 0.0, "no C\\+\\+/CUDA kernel"),
+        (
+            "triton",
+            torch.float64,
+            0.0,
+            "triton kernels take float32/float16/bfloat16, got torch.float64",
+        ),
+        ("cpp", torch.float64, 0.0, "cpu torch.float64 tensors: there is no C\\+\\+/CUDA kernel"),
+    ],
+)
 def test_forced_backend_that_cannot_run(use_backend, backend, dtype, dropout, msg):
     use_backend(backend)
     q, k, v, _ = make_qkv(1, 1, 2, 3, 16, dtype=dtype)
@@ -211,8 +249,11 @@ ERRORS = [
     (dict(k=z(1, 3, 7, 16), v=z(1, 3, 7, 16)), ValueError, "k shape .* batch, heads"),
     (dict(v=z(1, 2, 7, 8)), ValueError, "v shape .* head dim"),
     (dict(v=z(1, 2, 6, 16)), ValueError, "k and v must have the same length Nk"),
-    (dict(q=z(1, 2, 5, 300), k=z(1, 2, 7, 300), v=z(1, 2, 7, 300)), ValueError,
-     "Dh = 300 .* exceeds the maximum 256"),
+    (
+        dict(q=z(1, 2, 5, 300), k=z(1, 2, 7, 300), v=z(1, 2, 7, 300)),
+        ValueError,
+        "Dh = 300 .* exceeds the maximum 256",
+    ),
     (dict(k=z(1, 2, 7, 16).half()), TypeError, "k dtype torch.float16 must match q dtype"),
     (dict(q=z(1, 2, 5, 16).int()), TypeError, "q must be one of"),
     (dict(k=z(1, 2, 0, 16), v=z(1, 2, 0, 16)), ValueError, "at least one key"),
@@ -222,8 +263,13 @@ ERRORS = [
     (dict(num_kv_splits=0), ValueError, "num_kv_splits must be None or an int >= 1"),
 ]
 if HAS_CUDA:
-    ERRORS.append((dict(k=z(1, 2, 7, 16).cuda(), v=z(1, 2, 7, 16).cuda()), ValueError,
-                   "k is on cuda:0 but q is on cpu"))
+    ERRORS.append(
+        (
+            dict(k=z(1, 2, 7, 16).cuda(), v=z(1, 2, 7, 16).cuda()),
+            ValueError,
+            "k is on cuda:0 but q is on cpu",
+        )
+    )
 
 
 @pytest.mark.parametrize("change,exc,msg", ERRORS)
@@ -263,7 +309,7 @@ def test_triton_launchers_check_int32_rows(monkeypatch, splits):
     monkeypatch.setattr(ca, "_check_int32_rows", lambda **t: checked.append(sorted(t)))
     q, k, v, do = make_qkv(1, 2, 5, 40, 16)
     q.requires_grad_(True)
-    out, _ = torch.ops.lcnet_fast.cross_attention(q, k, v, 0.25, splits)
+    out, _ = torch.ops.lcnet_fast.cross_attention_triton(q, k, v, 0.25, splits)
     out.backward(do)
     expected = [["k", "out", "q", "v"]] + ([["split_partials"]] if splits > 1 else [])
     expected.append(["dk", "dout", "dq", "dv", "k", "out", "q", "v"])
@@ -280,8 +326,9 @@ def test_device_mismatch_message():
 def test_compile_fullgraph_torch_path(use_backend):
     use_backend("auto")
     q, k, v, _ = make_qkv(2, 2, 5, 11, 24)
-    f = torch.compile(lambda a, b, c: cross_attention(a, b, c) * 2, fullgraph=True,
-                      backend="aot_eager")
+    f = torch.compile(
+        lambda a, b, c: cross_attention(a, b, c) * 2, fullgraph=True, backend="aot_eager"
+    )
     torch.testing.assert_close(f(q, k, v), cross_attention_reference(q, k, v) * 2)
 
 
@@ -317,8 +364,9 @@ def test_triton_interpreter_split_kv(use_backend, splits, dtype):
     torch.testing.assert_close(out, plain, rtol=0, atol=4 * torch.finfo(dtype).eps)
     for g, pg in zip(grads, plain_grads, strict=True):
         # backward reads the combined lse: agrees with the plain path's to fp32 rounding
-        torch.testing.assert_close(g, pg, rtol=0, atol=8 * torch.finfo(dtype).eps
-                                   * pg.abs().max().item())
+        torch.testing.assert_close(
+            g, pg, rtol=0, atol=8 * torch.finfo(dtype).eps * pg.abs().max().item()
+        )
 
 
 @needs_interp
@@ -342,8 +390,9 @@ def test_triton_interpreter_non_contiguous(use_backend):
     do = torch.randn(b, dh, h, nq, generator=g).permute(0, 2, 3, 1)
     assert not any(t.is_contiguous() for t in (q, k, v, do)) and k.stride(0) == 0
     out, grads = check_parity(q, k, v, do)
-    c_out, c_grads = run(cross_attention, q.contiguous(), k.contiguous(), v.contiguous(),
-                         do.contiguous())
+    c_out, c_grads = run(
+        cross_attention, q.contiguous(), k.contiguous(), v.contiguous(), do.contiguous()
+    )
     assert torch.equal(out, c_out)
     for a, c in zip(grads, c_grads, strict=True):
         assert torch.equal(a, c)
@@ -370,14 +419,13 @@ def projection_views(b, h, nq, nk, dh, dtype=torch.float32, seed=0):
 
 
 def run_op(q, k, v, do, splits=1, dropout_p=0.0, seed=None):
-    """out and (dq, dk, dv) of torch.ops.lcnet_fast.cross_attention itself (no clones: the
+    """out and (dq, dk, dv) of torch.ops.lcnet_fast.cross_attention_triton itself (no clones: the
     tensors' own strides reach the kernels)."""
-    from lcnet_fast.ops.triton.cross_attention import cross_attention_triton  # noqa: F401
-
     q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
     args = (dropout_p, seed) if dropout_p > 0 else ()
-    out = torch.ops.lcnet_fast.cross_attention(q, k, v, 1 / math.sqrt(q.shape[-1]), splits,
-                                               *args)[0]
+    out = torch.ops.lcnet_fast.cross_attention_triton(
+        q, k, v, 1 / math.sqrt(q.shape[-1]), splits, *args
+    )[0]
     return out.detach(), torch.autograd.grad(out, (q, k, v), do)
 
 
@@ -392,13 +440,11 @@ def test_triton_output_layout_is_bnhd(use_backend, splits, dropout_p):
     returns), lse is (B, H, Nq) contiguous, and the fake kernels give the same strides."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from lcnet_fast.ops.triton.cross_attention import cross_attention_triton  # noqa: F401
-
     b, h, nq, nk, dh = LAYOUT_SHAPE
     q, k, v, do = make_qkv(*LAYOUT_SHAPE, seed=splits)
     extra = (dropout_p, seed_tensor(17)) if dropout_p > 0 else ()
-    out, lse = torch.ops.lcnet_fast.cross_attention(q, k, v, 0.3, splits, *extra)
-    grads = torch.ops.lcnet_fast.cross_attention_backward(do, q, k, v, out, lse, 0.3, *extra)
+    out, lse = torch.ops.lcnet_fast.cross_attention_triton(q, k, v, 0.3, splits, *extra)
+    grads = torch.ops.lcnet_fast.cross_attention_triton_backward(do, q, k, v, out, lse, 0.3, *extra)
     assert out.stride() == bnhd_strides(out.shape) == (nq * h * dh, dh, h * dh, 1)
     assert lse.shape == (b, h, nq) and lse.is_contiguous() and lse.dtype == torch.float32
     for name, t, like in zip(("dq", "dk", "dv"), grads, (q, k, v), strict=True):
@@ -406,15 +452,24 @@ def test_triton_output_layout_is_bnhd(use_backend, splits, dropout_p):
         assert_bnhd_layout(t, name)
     # and every element is where it belongs: parity with the fp64 oracle (autograd path)
     use_backend("triton")
-    c_out, c_grads = check_parity(q, k, v, do, scale=0.3, num_kv_splits=splits,
-                                  dropout_p=dropout_p, seed=extra[1] if extra else None)
+    c_out, c_grads = check_parity(
+        q,
+        k,
+        v,
+        do,
+        scale=0.3,
+        num_kv_splits=splits,
+        dropout_p=dropout_p,
+        seed=extra[1] if extra else None,
+    )
     assert torch.equal(out, c_out) and all(map(torch.equal, grads, c_grads))
     with FakeTensorMode() as mode:
         fq, fk, fv, fdo = (mode.from_tensor(t) for t in (q, k, v, do))
         fextra = (dropout_p, mode.from_tensor(extra[1])) if extra else ()
-        f_out, f_lse = torch.ops.lcnet_fast.cross_attention(fq, fk, fv, 0.3, splits, *fextra)
-        f_grads = torch.ops.lcnet_fast.cross_attention_backward(fdo, fq, fk, fv, f_out, f_lse,
-                                                                0.3, *fextra)
+        f_out, f_lse = torch.ops.lcnet_fast.cross_attention_triton(fq, fk, fv, 0.3, splits, *fextra)
+        f_grads = torch.ops.lcnet_fast.cross_attention_triton_backward(
+            fdo, fq, fk, fv, f_out, f_lse, 0.3, *fextra
+        )
     assert (f_out.stride(), f_lse.stride()) == (out.stride(), lse.stride())
     assert [t.stride() for t in f_grads] == [t.stride() for t in grads]
 
@@ -430,9 +485,11 @@ PROJECTION_CASES = [  # (B, H, Nq, Nk, Dh), dtype, num_kv_splits, dropout_p
 
 
 @needs_interp
-@pytest.mark.parametrize("shape,dtype,splits,p", PROJECTION_CASES,
-                         ids=["x".join(map(str, c[0])) + f"-{str(c[1])[6:]}-s{c[2]}-p{c[3]}"
-                              for c in PROJECTION_CASES])
+@pytest.mark.parametrize(
+    "shape,dtype,splits,p",
+    PROJECTION_CASES,
+    ids=["x".join(map(str, c[0])) + f"-{str(c[1])[6:]}-s{c[2]}-p{c[3]}" for c in PROJECTION_CASES],
+)
 def test_triton_interpreter_projection_views(use_backend, shape, dtype, splits, p):
     """The model's real inputs: q, k, v strided slices of projection buffers, dout strided
     like the merged-heads gradient. Parity against fp64 (check_parity's clones are dense, in
@@ -455,7 +512,7 @@ def test_triton_interpreter_projection_views(use_backend, shape, dtype, splits, 
 @needs_interp
 def test_triton_interpreter_attend_merges_heads_without_copy(use_backend):
     """ProjectedAttention.attend's heads.transpose(1, 2).reshape(B, L, d) before out_proj is a
-    view of the op's output on the Triton path (it copied when the output was contiguous)."""
+    view of the op's output on the Triton path (a contiguous output would need a copy)."""
     from lcnet_fast.models.attention import KEY, QUERY, VALUE, ProjectedAttention, project
 
     use_backend("triton")
@@ -464,7 +521,7 @@ def test_triton_interpreter_attend_merges_heads_without_copy(use_backend):
     x, y = torch.randn(2, 7, 48), torch.randn(2, 19, 48, requires_grad=True)
     seen = []
     attention.out_proj.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
-    q, = project(x, [(attention, QUERY)])
+    (q,) = project(x, [(attention, QUERY)])
     k, v = project(y, [(attention, KEY), (attention, VALUE)])
     out = attention.attend(q, k, v)
     merged = seen[0]
@@ -482,7 +539,10 @@ def test_triton_interpreter_empty(use_backend):
     q, k, v, do = make_qkv(0, 2, 5, 7, 16)
     out, grads = run(cross_attention, q, k, v, do)
     assert out.shape == (0, 2, 5, 16) and [tuple(x.shape) for x in grads] == [
-        (0, 2, 5, 16), (0, 2, 7, 16), (0, 2, 7, 16)]
+        (0, 2, 5, 16),
+        (0, 2, 7, 16),
+        (0, 2, 7, 16),
+    ]
     q, k, v, do = make_qkv(1, 2, 0, 7, 16)
     out, (dq, dk, dv) = run(cross_attention, q, k, v, do)
     assert out.shape == (1, 2, 0, 16) and not dk.any() and not dv.any()
@@ -504,24 +564,27 @@ def seed_tensor(value, device="cpu"):
 
 
 @needs_interp
-@pytest.mark.parametrize("shape,p,splits", DROPOUT_CASES,
-                         ids=["x".join(map(str, c[0])) + f"-p{c[1]}-s{c[2]}"
-                              for c in DROPOUT_CASES])
+@pytest.mark.parametrize(
+    "shape,p,splits",
+    DROPOUT_CASES,
+    ids=["x".join(map(str, c[0])) + f"-p{c[1]}-s{c[2]}" for c in DROPOUT_CASES],
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
 def test_triton_interpreter_dropout_parity(use_backend, shape, p, splits, dtype):
     """Forward and backward against (softmax(q k^T s) * keep / (1-p)) v with the kernels'
     own mask: exact, so a wrong mask, scale or gradient rule fails by far more than rounding."""
     use_backend("triton")
     q, k, v, do = make_qkv(*shape, dtype=dtype, seed=sum(shape))
-    check_parity(q, k, v, do, dropout_p=p, seed=seed_tensor(987654321 + sum(shape)),
-                 num_kv_splits=splits)
+    check_parity(
+        q, k, v, do, dropout_p=p, seed=seed_tensor(987654321 + sum(shape)), num_kv_splits=splits
+    )
 
 
 @needs_interp
 def test_triton_dropout_mask_statistics():
     """The mask the kernels use keeps a 1-p fraction, differs per head, batch and seed (the
     parity tests cannot see a mask that is consistently wrong, e.g. all kept)."""
-    from lcnet_fast.ops.triton.cross_attention import dropout_keep_mask
+    from cross_attention_keep_mask import dropout_keep_mask  # tests/ops
 
     p, shape = 0.3, (2, 3, 50, 70)
     keep = dropout_keep_mask(seed_tensor(2024), *shape, p)
@@ -532,7 +595,7 @@ def test_triton_dropout_mask_statistics():
     assert not torch.equal(keep[0, 0], keep[0, 1]) and not torch.equal(keep[0], keep[1])
     other = dropout_keep_mask(seed_tensor(2025), *shape, p)
     agree = (keep == other).float().mean().item()  # independent masks: (1-p)^2 + p^2
-    assert abs(agree - ((1 - p) ** 2 + p ** 2)) < 5 * math.sqrt(0.25 / n)
+    assert abs(agree - ((1 - p) ** 2 + p**2)) < 5 * math.sqrt(0.25 / n)
     assert torch.equal(keep, dropout_keep_mask(seed_tensor(2024), *shape, p))
 
 
@@ -549,16 +612,14 @@ def test_triton_dropout_seed_comes_from_torch_rng(use_backend):
     assert not torch.allclose(first, cross_attention(q, k, v))
     torch.manual_seed(11)  # the public function draws one int64 seed from torch's RNG
     seed = torch.randint(2**62, (1,), dtype=torch.int64)
-    expected = torch.ops.lcnet_fast.cross_attention(q, k, v, 1 / math.sqrt(24), 1, 0.4, seed)
+    expected = torch.ops.lcnet_fast.cross_attention_triton(q, k, v, 1 / math.sqrt(24), 1, 0.4, seed)
     assert torch.equal(first, expected[0])
 
 
 @needs_interp
 def test_triton_dropout_needs_a_seed():
-    from lcnet_fast.ops.triton.cross_attention import cross_attention_triton  # noqa: F401
-
     q, k, v, _ = make_qkv(1, 1, 2, 3, 16)
-    op = torch.ops.lcnet_fast.cross_attention
+    op = torch.ops.lcnet_fast.cross_attention_triton
     for seed in (None, torch.tensor([1], dtype=torch.int32), torch.tensor([1, 2])):
         with pytest.raises(RuntimeError, match="needs seed, an int64 tensor of one element"):
             op(q, k, v, 0.25, 1, 0.3, seed)
@@ -569,12 +630,12 @@ def test_triton_dropout_needs_a_seed():
 @pytest.fixture
 def gpu_block_configs(monkeypatch):
     """The interpreter launches with the block sizes and warps of a GPU launch."""
-    import lcnet_fast.ops.triton.cross_attention as kernels
+    import lcnet_fast.ops.triton.cross_attention_config as config
 
-    fwd, bwd = kernels._fwd_config, kernels._bwd_config
-    monkeypatch.setattr(kernels, "_fwd_config", lambda bd, dt, _device: fwd(bd, dt, "cuda"))
-    monkeypatch.setattr(kernels, "_bwd_config", lambda bd, dt, _device: bwd(bd, dt, "cuda"))
-    assert kernels._fwd_config(128, torch.float16, "cpu")["BLOCK_M"] == 64  # patched: GPU sizes
+    fwd, bwd = config.fwd_config, config.bwd_config
+    monkeypatch.setattr(config, "fwd_config", lambda bd, dt, _device: fwd(bd, dt, "cuda"))
+    monkeypatch.setattr(config, "bwd_config", lambda bd, dt, _device: bwd(bd, dt, "cuda"))
+    assert config.fwd_config(128, torch.float16, "cpu")["BLOCK_M"] == 64  # patched: GPU sizes
 
 
 GPU_CONFIG_CASES = [  # (B, H, Nq, Nk, Dh), dtype, num_kv_splits, dropout_p
@@ -588,11 +649,14 @@ GPU_CONFIG_CASES = [  # (B, H, Nq, Nk, Dh), dtype, num_kv_splits, dropout_p
 
 
 @needs_interp
-@pytest.mark.parametrize("shape,dtype,splits,p", GPU_CONFIG_CASES,
-                         ids=["x".join(map(str, c[0])) + f"-{str(c[1])[6:]}-s{c[2]}-p{c[3]}"
-                              for c in GPU_CONFIG_CASES])
-def test_triton_interpreter_with_gpu_block_configs(use_backend, gpu_block_configs, shape,
-                                                   dtype, splits, p):
+@pytest.mark.parametrize(
+    "shape,dtype,splits,p",
+    GPU_CONFIG_CASES,
+    ids=["x".join(map(str, c[0])) + f"-{str(c[1])[6:]}-s{c[2]}-p{c[3]}" for c in GPU_CONFIG_CASES],
+)
+def test_triton_interpreter_with_gpu_block_configs(
+    use_backend, gpu_block_configs, shape, dtype, splits, p
+):
     """The block sizes the GPU launches use (32- and 64-row query blocks, BLOCK_N 16..64,
     backward OWN/STEP pairs), run in the interpreter: masking and split layouts at the real
     tile sizes are checked here on every CI run, not only on a GPU machine."""
@@ -602,12 +666,17 @@ def test_triton_interpreter_with_gpu_block_configs(use_backend, gpu_block_config
 
 
 @needs_interp
-@pytest.mark.parametrize("shape,dtype,splits,p", [
-    ((2, 2, 70, 70, 48), torch.float16, 1, 0.1),  # one (B, L, 3d) buffer, 2 query blocks
-    ((2, 3, 5, 130, 24), torch.float32, 2, 0.0),
-], ids=["2x2x70x70x48-float16-s1-p0.1", "2x3x5x130x24-float32-s2-p0.0"])
+@pytest.mark.parametrize(
+    "shape,dtype,splits,p",
+    [
+        ((2, 2, 70, 70, 48), torch.float16, 1, 0.1),  # one (B, L, 3d) buffer, 2 query blocks
+        ((2, 3, 5, 130, 24), torch.float32, 2, 0.0),
+    ],
+    ids=["2x2x70x70x48-float16-s1-p0.1", "2x3x5x130x24-float32-s2-p0.0"],
+)
 def test_triton_interpreter_projection_views_with_gpu_block_configs(
-        use_backend, gpu_block_configs, shape, dtype, splits, p):
+    use_backend, gpu_block_configs, shape, dtype, splits, p
+):
     """The model's strided inputs and (B, N, H, Dh) outputs at the GPU tile sizes."""
     use_backend("triton")
     q, k, v, do = projection_views(*shape, dtype=dtype, seed=sum(shape))
@@ -619,27 +688,33 @@ def test_triton_interpreter_projection_views_with_gpu_block_configs(
 
 @needs_interp
 def test_triton_interpreter_opcheck(use_backend):
-    from lcnet_fast.ops.triton.cross_attention import cross_attention_triton  # noqa: F401
-
     # test_faketensor compares the fake kernels' output strides with the real ones'
     utils = ("test_schema", "test_faketensor", "test_autograd_registration")
     for inputs in (make_qkv(1, 2, 3, 18, 24), projection_views(2, 3, 17, 21, 20)):
         q, k, v, do = (t.detach() for t in inputs)
         q, k, v = (t.requires_grad_() for t in (q, k, v))
         for splits in (1, 2):
-            torch.library.opcheck(torch.ops.lcnet_fast.cross_attention.default,
-                                  (q, k, v, 0.25, splits), test_utils=utils)
-            torch.library.opcheck(torch.ops.lcnet_fast.cross_attention.default,
-                                  (q, k, v, 0.25, splits, 0.3, seed_tensor(5)),
-                                  test_utils=utils)
-        out, lse = torch.ops.lcnet_fast.cross_attention(q, k, v, 0.25, 1)
-        torch.library.opcheck(torch.ops.lcnet_fast.cross_attention_backward.default,
-                              (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25),
-                              test_utils=("test_schema", "test_faketensor"))
-        torch.library.opcheck(torch.ops.lcnet_fast.cross_attention_backward.default,
-                              (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25,
-                               0.3, seed_tensor(5)),
-                              test_utils=("test_schema", "test_faketensor"))
+            torch.library.opcheck(
+                torch.ops.lcnet_fast.cross_attention_triton.default,
+                (q, k, v, 0.25, splits),
+                test_utils=utils,
+            )
+            torch.library.opcheck(
+                torch.ops.lcnet_fast.cross_attention_triton.default,
+                (q, k, v, 0.25, splits, 0.3, seed_tensor(5)),
+                test_utils=utils,
+            )
+        out, lse = torch.ops.lcnet_fast.cross_attention_triton(q, k, v, 0.25, 1)
+        torch.library.opcheck(
+            torch.ops.lcnet_fast.cross_attention_triton_backward.default,
+            (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25),
+            test_utils=("test_schema", "test_faketensor"),
+        )
+        torch.library.opcheck(
+            torch.ops.lcnet_fast.cross_attention_triton_backward.default,
+            (do, q.detach(), k.detach(), v.detach(), out.detach(), lse, 0.25, 0.3, seed_tensor(5)),
+            test_utils=("test_schema", "test_faketensor"),
+        )
         expected_lse = torch.logsumexp(q.double() @ k.double().transpose(-1, -2) * 0.25, -1)
         torch.testing.assert_close(lse.double(), expected_lse, rtol=0, atol=1e-5)
 
@@ -653,8 +728,12 @@ def test_triton_interpreter_compile_fullgraph(use_backend, dynamic, dropout_p):
     tensors, which fails (interpreter-only; the GPU test compiles with inductor)."""
     use_backend("triton")
     q, k, v, do = make_qkv(1, 2, 5, 21, 24)
-    f = torch.compile(lambda a, b, c, p: cross_attention(a, b, c, dropout_p=p) * 2,
-                      fullgraph=True, backend="eager", dynamic=dynamic)
+    f = torch.compile(
+        lambda a, b, c, p: cross_attention(a, b, c, dropout_p=p) * 2,
+        fullgraph=True,
+        backend="eager",
+        dynamic=dynamic,
+    )
     torch.manual_seed(4)  # the dropout seed is drawn inside the graph, in eager's order
     out, grads = run(f, q, k, v, do, p=dropout_p)
     torch.manual_seed(4)
@@ -667,17 +746,26 @@ def test_triton_interpreter_compile_fullgraph(use_backend, dynamic, dropout_p):
 
 
 @needs_interp
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.differing_executors])
-@given(b=st.integers(1, 2), h=st.integers(1, 2), nq=st.integers(1, 20), nk=st.integers(1, 40),
-       dh=st.sampled_from([8, 16, 20, 33, 64]), splits=st.integers(1, 3),
-       dropout_p=st.sampled_from([0.0, 0.0, 0.2, 0.6]), seed=st.integers(0, 2**16))
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
+)
+@given(
+    b=st.integers(1, 2),
+    h=st.integers(1, 2),
+    nq=st.integers(1, 20),
+    nk=st.integers(1, 40),
+    dh=st.sampled_from([8, 16, 20, 33, 64]),
+    splits=st.integers(1, 3),
+    dropout_p=st.sampled_from([0.0, 0.0, 0.2, 0.6]),
+    seed=st.integers(0, 2**16),
+)
 def test_triton_interpreter_fuzz(b, h, nq, nk, dh, splits, dropout_p, seed):
     os.environ[_backend.ENV_VAR] = "triton"
     try:
         q, k, v, do = make_qkv(b, h, nq, nk, dh, seed=seed)
-        check_parity(q, k, v, do, num_kv_splits=splits, dropout_p=dropout_p,
-                     seed=seed_tensor(seed))
+        check_parity(q, k, v, do, num_kv_splits=splits, dropout_p=dropout_p, seed=seed_tensor(seed))
     finally:
         os.environ.pop(_backend.ENV_VAR, None)
 
@@ -705,9 +793,11 @@ GPU_CASES = [  # (B, H, Nq, Nk, Dh), dtype, num_kv_splits; kept small: each new 
 
 @gpu
 @pytest.mark.gpu
-@pytest.mark.parametrize("shape,dtype,splits", GPU_CASES,
-                         ids=["x".join(map(str, c[0])) + f"-{str(c[1])[6:]}-s{c[2]}"
-                              for c in GPU_CASES])
+@pytest.mark.parametrize(
+    "shape,dtype,splits",
+    GPU_CASES,
+    ids=["x".join(map(str, c[0])) + f"-{str(c[1])[6:]}-s{c[2]}" for c in GPU_CASES],
+)
 def test_gpu_parity(use_backend, shape, dtype, splits):
     use_backend("triton")
     q, k, v, do = make_qkv(*shape, dtype=dtype, device="cuda", seed=sum(shape))
@@ -730,14 +820,13 @@ def test_gpu_auto_is_triton_and_non_contiguous(use_backend):
 @gpu
 @pytest.mark.gpu
 def test_gpu_opcheck_and_compile(use_backend):
-    from lcnet_fast.ops.triton.cross_attention import cross_attention_triton  # noqa: F401
-
     use_backend("triton")
     q, k, v, do = make_qkv(2, 2, 17, 70, 48, dtype=torch.float16, device="cuda")
     q, k, v = (t.requires_grad_() for t in (q, k, v))
     for splits in (1, 3):
-        torch.library.opcheck(torch.ops.lcnet_fast.cross_attention.default,
-                              (q, k, v, 0.2, splits))
+        torch.library.opcheck(
+            torch.ops.lcnet_fast.cross_attention_triton.default, (q, k, v, 0.2, splits)
+        )
     f = torch.compile(lambda a, b, c: cross_attention(a, b, c), fullgraph=True)
     out, grads = run(f, q, k, v, do)
     e_out, e_grads = run(cross_attention, q, k, v, do)
@@ -757,14 +846,17 @@ GPU_DROPOUT_CASES = [  # (B, H, Nq, Nk, Dh), dtype, num_kv_splits, dropout_p
 
 @gpu
 @pytest.mark.gpu
-@pytest.mark.parametrize("shape,dtype,splits,p", GPU_DROPOUT_CASES,
-                         ids=["x".join(map(str, c[0])) + f"-{str(c[1])[6:]}-s{c[2]}-p{c[3]}"
-                              for c in GPU_DROPOUT_CASES])
+@pytest.mark.parametrize(
+    "shape,dtype,splits,p",
+    GPU_DROPOUT_CASES,
+    ids=["x".join(map(str, c[0])) + f"-{str(c[1])[6:]}-s{c[2]}-p{c[3]}" for c in GPU_DROPOUT_CASES],
+)
 def test_gpu_dropout_parity(use_backend, shape, dtype, splits, p):
     use_backend("triton")
     q, k, v, do = make_qkv(*shape, dtype=dtype, device="cuda", seed=sum(shape))
-    check_parity(q, k, v, do, dropout_p=p, seed=seed_tensor(7 + sum(shape), "cuda"),
-                 num_kv_splits=splits)
+    check_parity(
+        q, k, v, do, dropout_p=p, seed=seed_tensor(7 + sum(shape), "cuda"), num_kv_splits=splits
+    )
 
 
 @gpu
@@ -778,5 +870,5 @@ def test_gpu_auto_dropout_is_triton(use_backend):
     out = cross_attention(q, k, v, dropout_p=0.1)
     torch.manual_seed(2)
     seed = torch.randint(2**62, (1,), dtype=torch.int64, device="cuda")
-    expected = torch.ops.lcnet_fast.cross_attention(q, k, v, 1 / math.sqrt(96), 1, 0.1, seed)
+    expected = torch.ops.lcnet_fast.cross_attention_triton(q, k, v, 1 / math.sqrt(96), 1, 0.1, seed)
     assert torch.equal(out, expected[0])

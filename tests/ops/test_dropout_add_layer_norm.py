@@ -6,6 +6,7 @@ max error against ref64 must be <= 2 x the max error of plain PyTorch (dropout +
 F.layer_norm, autograd) at the input dtype, + atol = eps(dtype) x max|ref64|. The mask is
 drawn by the wrapper from `generator`, so the same seed gives the same mask on every backend.
 """
+
 import os
 
 import pytest
@@ -31,16 +32,19 @@ CPU_BACKENDS = backends_for("cpu")
 CPU_NATIVE = [b for b in CPU_BACKENDS if b != "triton"]  # triton on CPU = slow interpreter
 HAS_CPP = "cpp" in CPU_BACKENDS
 gpu = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
-needs_cpp = pytest.mark.skipif(not HAS_CPP,
-                               reason=str(_backend.unavailable_reason("cpp", OP, "cpu")))
+needs_cpp = pytest.mark.skipif(
+    not HAS_CPP, reason=str(_backend.unavailable_reason("cpp", OP, "cpu"))
+)
 needs_interp = pytest.mark.skipif(
-    "triton" not in CPU_BACKENDS, reason=str(_backend.unavailable_reason("triton", OP, "cpu")))
+    "triton" not in CPU_BACKENDS, reason=str(_backend.unavailable_reason("triton", OP, "cpu"))
+)
 
 
 @pytest.fixture
 def use_backend(monkeypatch):
     def set_backend(name):
         monkeypatch.setenv(_backend.ENV_VAR, name)
+
     return set_backend
 
 
@@ -95,8 +99,8 @@ def error_scales(x, r, w, b, dy, mask, p, eps, same):
     = grad_residual * keep / (1 - p) (+ grad_residual when x is residual). grad_weight and
     grad_bias sum |dy * xhat| and |dy| over rows. Measured on ~2800 random cases (fp32,
     fp16, bf16; D 1-80; cpp and torch backends): fast error - 2 x torch error stayed
-    <= 0.6 eps x these. max|result| alone, the scale used before, was up to 15x too small
-    for grad_residual at D = 2 (about 8 % of D <= 3 cases failed, whichever mask)."""
+    <= 0.6 eps x these. max|result| alone would be up to 15x too small for grad_residual at
+    D = 2 (about 8 % of D <= 3 cases would fail, whichever mask)."""
     keep = mask.double() / (1 - p) if mask is not None else 1.0
     h = x.double() * keep + (x if same else r).double()
     rstd = (h.var(-1, unbiased=False, keepdim=True) + eps).rsqrt()
@@ -104,19 +108,31 @@ def error_scales(x, r, w, b, dy, mask, p, eps, same):
     xhat_err = h.abs().amax(-1, keepdim=True) * rstd
     g = dy.double() * w.double()
     a, c = (g * xhat).mean(-1, keepdim=True).abs(), g.mean(-1, keepdim=True).abs()
-    dres = (g.abs() + xhat.abs() * a + c
-            + xhat_err * (a + xhat.abs() * g.abs().mean(-1, keepdim=True))) * rstd
+    dres = (
+        g.abs() + xhat.abs() * a + c + xhat_err * (a + xhat.abs() * g.abs().mean(-1, keepdim=True))
+    ) * rstd
     d = x.shape[-1]
     dy64 = dy.double().reshape(-1, d)
-    return {"out": (w.double().abs() * (xhat.abs() + xhat_err) + b.double().abs()).max().item(),
-            "x": (dres * (keep + (1.0 if same else 0.0))).max().item(),
-            "residual": dres.max().item(),
-            "weight": (dy64 * (xhat.abs() + xhat_err).reshape(-1, d)).abs().sum(0).max().item(),
-            "bias": dy64.abs().sum(0).max().item()}
+    return {
+        "out": (w.double().abs() * (xhat.abs() + xhat_err) + b.double().abs()).max().item(),
+        "x": (dres * (keep + (1.0 if same else 0.0))).max().item(),
+        "residual": dres.max().item(),
+        "weight": (dy64 * (xhat.abs() + xhat_err).reshape(-1, d)).abs().sum(0).max().item(),
+        "bias": dy64.abs().sum(0).max().item(),
+    }
 
 
-def check_backend(shape, dtype, p, training=True, same=False, device="cpu", seed=0,
-                  weight_dtype=None, transform=None):
+def check_backend(
+    shape,
+    dtype,
+    p,
+    training=True,
+    same=False,
+    device="cpu",
+    seed=0,
+    weight_dtype=None,
+    transform=None,
+):
     """Run the public op (backend from LCNET_FAST_BACKEND) and compare it, output and
     gradients, with PyTorch at the same precision and in float64, same mask."""
     x, r, w, b, dy = make_inputs(shape, dtype, device, seed, weight_dtype)
@@ -124,7 +140,7 @@ def check_backend(shape, dtype, p, training=True, same=False, device="cpu", seed
         x, r = transform(x), transform(r)
         g = torch.Generator().manual_seed(seed + 1)
         dy = torch.randn(x.shape, generator=g).to(device=device, dtype=dtype)
-        w, b = w[:x.shape[-1]], b[:x.shape[-1]]
+        w, b = w[: x.shape[-1]], b[: x.shape[-1]]
     eps = 1e-5
 
     def fast(xl, rl, wl, bl):
@@ -140,8 +156,9 @@ def check_backend(shape, dtype, p, training=True, same=False, device="cpu", seed
         return dropout_add_layer_norm_reference(xl, rl, wl, bl, mask, p, eps)
 
     t_out, t_grads = forward_backward(ref, x, r, w, b, dy, same)
-    r_out, r_grads = forward_backward(ref, x.double(), r.double(), w.double(), b.double(),
-                                      dy.double(), same)
+    r_out, r_grads = forward_backward(
+        ref, x.double(), r.double(), w.double(), b.double(), dy.double(), same
+    )
     assert out.dtype == dtype and out.shape == x.shape and out.device == x.device
     scales = error_scales(x, r, w, b, dy, mask, p, eps, same)
     assert_derived_close(out, t_out, r_out, dtype, "out", scales["out"])
@@ -220,8 +237,7 @@ def test_non_contiguous_inputs(use_backend, backend):
     # transposed views, a sliced last dim, and a stride-0 batch broadcast (LLCD's q_lbl)
     check_backend((6, 9, 20), torch.float32, 0.3, transform=lambda t: t.transpose(0, 1))
     check_backend((4, 40), torch.float32, 0.3, transform=lambda t: t[:, ::2])
-    check_backend((1, 5, 24), torch.float32, 0.0, same=True,
-                  transform=lambda t: t.expand(3, 5, 24))
+    check_backend((1, 5, 24), torch.float32, 0.0, same=True, transform=lambda t: t.expand(3, 5, 24))
     check_backend((1, 5, 24), torch.float16, 0.3, transform=lambda t: t.expand(3, 5, 24))
 
 
@@ -242,8 +258,9 @@ def test_same_seed_same_result_on_every_backend(use_backend):
     outs = {}
     for backend in CPU_BACKENDS:
         use_backend(backend)
-        outs[backend] = dropout_add_layer_norm(x, r, w, b, 0.4,
-                                               generator=torch.Generator().manual_seed(3))
+        outs[backend] = dropout_add_layer_norm(
+            x, r, w, b, 0.4, generator=torch.Generator().manual_seed(3)
+        )
     ref = outs["torch"]
     for backend, out in outs.items():
         torch.testing.assert_close(out, ref, rtol=0, atol=1e-5, msg=backend)
@@ -303,21 +320,39 @@ def _good(**change):
 
 ERRORS = [
     (dict(x=torch.zeros(2, 3, 8, dtype=torch.int64)), TypeError, "x must be float32"),
-    (dict(x=torch.zeros(2, 3, 8, dtype=torch.complex64),
-          residual=torch.zeros(2, 3, 8, dtype=torch.complex64)), TypeError, "x must be float32"),
-    (dict(residual=torch.zeros(2, 3, 8, dtype=torch.float64)), TypeError,
-     "residual must have x's dtype"),
+    (
+        dict(
+            x=torch.zeros(2, 3, 8, dtype=torch.complex64),
+            residual=torch.zeros(2, 3, 8, dtype=torch.complex64),
+        ),
+        TypeError,
+        "x must be float32",
+    ),
+    (
+        dict(residual=torch.zeros(2, 3, 8, dtype=torch.float64)),
+        TypeError,
+        "residual must have x's dtype",
+    ),
     (dict(x=[1.0]), TypeError, "x must be a torch.Tensor"),
     (dict(x=torch.zeros(2, 3, 0), residual=torch.zeros(2, 3, 0)), ValueError, "D >= 1"),
     (dict(residual=torch.zeros(2, 4, 8)), ValueError, "residual must have x's shape"),
-    (dict(residual=torch.zeros(2, 3, 8, dtype=torch.float16)), TypeError,
-     "residual must have x's dtype"),
+    (
+        dict(residual=torch.zeros(2, 3, 8, dtype=torch.float16)),
+        TypeError,
+        "residual must have x's dtype",
+    ),
     (dict(weight=torch.ones(7)), ValueError, "weight must have shape \\(8,\\)"),
     (dict(bias=torch.zeros(1, 8)), ValueError, "bias must have shape \\(8,\\)"),
     (dict(weight=torch.ones(8, dtype=torch.float64)), TypeError, "weight must be"),
-    (dict(x=torch.zeros(2, 3, 8, dtype=torch.float64), residual=torch.zeros(2, 3, 8,
-          dtype=torch.float64), weight=torch.ones(8, dtype=torch.float16)), TypeError,
-     "weight must be torch.float64"),
+    (
+        dict(
+            x=torch.zeros(2, 3, 8, dtype=torch.float64),
+            residual=torch.zeros(2, 3, 8, dtype=torch.float64),
+            weight=torch.ones(8, dtype=torch.float16),
+        ),
+        TypeError,
+        "weight must be torch.float64",
+    ),
     (dict(bias=torch.ones(8, dtype=torch.float16)), TypeError, "bias must be"),
     (dict(weight=torch.ones(8, device="meta")), ValueError, "weight must be on x's device"),
     (dict(p=1.0), ValueError, "p must be in \\[0, 1\\)"),
@@ -371,15 +406,18 @@ def test_opcheck_cpp(dtype, with_mask):
     r.requires_grad_()
     w.requires_grad_()
     b.requires_grad_()
-    mask = make_keep_mask(x.shape, 0.3, "cpu", torch.Generator().manual_seed(0)) \
-        if with_mask else None
+    mask = (
+        make_keep_mask(x.shape, 0.3, "cpu", torch.Generator().manual_seed(0)) if with_mask else None
+    )
     scale = 1 / 0.7 if with_mask else 1.0
-    torch.library.opcheck(torch.ops.lcnet_fast.dropout_add_layer_norm.default,
-                          (x, r, w, b, mask, scale, 1e-5))
+    torch.library.opcheck(
+        torch.ops.lcnet_fast.dropout_add_layer_norm.default, (x, r, w, b, mask, scale, 1e-5)
+    )
     _, mean, rstd = torch.ops.lcnet_fast.dropout_add_layer_norm(x, r, w, b, mask, scale, 1e-5)
-    torch.library.opcheck(torch.ops.lcnet_fast.dropout_add_layer_norm_backward.default,
-                          (dy, x.detach(), r.detach(), w.detach(), mask, mean.detach(),
-                           rstd.detach(), scale))
+    torch.library.opcheck(
+        torch.ops.lcnet_fast.dropout_add_layer_norm_backward.default,
+        (dy, x.detach(), r.detach(), w.detach(), mask, mean.detach(), rstd.detach(), scale),
+    )
 
 
 @pytest.mark.parametrize("backend", CPU_NATIVE)
@@ -407,10 +445,18 @@ def test_compile_fullgraph_no_graph_break(use_backend, backend, p, training):
 
 
 @pytest.mark.parametrize("backend", CPU_NATIVE)
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(lead=st.lists(st.integers(1, 4), min_size=0, max_size=2), d=st.integers(1, 80),
-       p=st.sampled_from([0.0, 0.1, 0.5]), same=st.booleans(), seed=st.integers(0, 2**16))
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    lead=st.lists(st.integers(1, 4), min_size=0, max_size=2),
+    d=st.integers(1, 80),
+    p=st.sampled_from([0.0, 0.1, 0.5]),
+    same=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_fuzz_against_reference(use_backend, backend, lead, d, p, same, seed):
     use_backend(backend)
     check_backend((*lead, d), torch.float32, p, same=same, seed=seed)
@@ -482,28 +528,38 @@ def test_cpp_isa_builds_agree(use_backend, monkeypatch, dtype, p):
         for cap in ISA_CAPS:
             monkeypatch.setenv("ATEN_CPU_CAPABILITY", cap)
             out, grads = forward_backward(fast, x, r, w, b, dy, same=False)
-            results[cap] = dict(zip(("out", "x", "residual", "weight", "bias"),
-                                    (out, *grads), strict=True))
-        mask = make_keep_mask(x.shape, p, "cpu", torch.Generator().manual_seed(seed)) \
-            if p > 0 else None
+            results[cap] = dict(
+                zip(("out", "x", "residual", "weight", "bias"), (out, *grads), strict=True)
+            )
+        mask = (
+            make_keep_mask(x.shape, p, "cpu", torch.Generator().manual_seed(seed))
+            if p > 0
+            else None
+        )
         scales = error_scales(x, r, w, b, dy, mask, p, eps, same=False)
         for cap in ISA_CAPS[1:]:
             for name, value in results[cap].items():
-                assert_builds_agree(value, results["default"][name], dtype, scales[name],
-                                    (cap, shape, name))
+                assert_builds_agree(
+                    value, results["default"][name], dtype, scales[name], (cap, shape, name)
+                )
 
 
 # --- Triton in the CPU interpreter (TRITON_INTERPRET=1 from tests/conftest.py) ---------------
 
+
 @needs_interp
-@pytest.mark.parametrize("shape,dtype,p,same", [
-    ((1, 1), torch.float32, 0.0, False),
-    ((5, 7), torch.float32, 0.3, False),
-    ((5, 7), torch.float16, 0.3, True),
-    ((2, 3, 33), torch.float16, 0.0, False),
-    ((1, 768), torch.float32, 0.1, False),
-    ((4, 33), torch.float32, 0.5, True),
-], ids=str)
+@pytest.mark.parametrize(
+    "shape,dtype,p,same",
+    [
+        ((1, 1), torch.float32, 0.0, False),
+        ((5, 7), torch.float32, 0.3, False),
+        ((5, 7), torch.float16, 0.3, True),
+        ((2, 3, 33), torch.float16, 0.0, False),
+        ((1, 768), torch.float32, 0.1, False),
+        ((4, 33), torch.float32, 0.5, True),
+    ],
+    ids=str,
+)
 def test_triton_interpreter_matches_reference(use_backend, shape, dtype, p, same):
     use_backend("triton")
     check_backend(shape, dtype, p, same=same)
@@ -521,21 +577,20 @@ def test_triton_interpreter_non_contiguous_mixed_and_eval(use_backend):
 
 @needs_interp
 def test_triton_interpreter_opcheck(use_backend):
-    from lcnet_fast.ops.triton.dropout_add_layer_norm import (  # noqa: F401 (registers)
-        dropout_add_layer_norm_triton,
-    )
-
     x, r, w, b, dy = make_inputs((3, 12), torch.float32)
     mask = make_keep_mask(x.shape, 0.3, "cpu", torch.Generator().manual_seed(0))
     utils = ("test_schema", "test_faketensor", "test_autograd_registration")
     for m, scale in ((mask, 1 / 0.7), (None, 1.0)):
         args = (x.requires_grad_(), r, w.requires_grad_(), b, m, scale, 1e-5)
-        torch.library.opcheck(torch.ops.lcnet_fast.dropout_add_layer_norm_triton.default, args,
-                              test_utils=utils)
-        _, mean, rstd = dropout_add_layer_norm_triton(*args)
-        torch.library.opcheck(torch.ops.lcnet_fast.dropout_add_layer_norm_triton_backward.default,
-                              (dy, x.detach(), r, w.detach(), m, mean.detach(), rstd.detach(),
-                               scale), test_utils=("test_schema", "test_faketensor"))
+        torch.library.opcheck(
+            torch.ops.lcnet_fast.dropout_add_layer_norm_triton.default, args, test_utils=utils
+        )
+        _, mean, rstd = torch.ops.lcnet_fast.dropout_add_layer_norm_triton(*args)
+        torch.library.opcheck(
+            torch.ops.lcnet_fast.dropout_add_layer_norm_triton_backward.default,
+            (dy, x.detach(), r, w.detach(), m, mean.detach(), rstd.detach(), scale),
+            test_utils=("test_schema", "test_faketensor"),
+        )
 
 
 @needs_interp
@@ -545,8 +600,11 @@ def test_triton_interpreter_compile_fullgraph(use_backend):
     (interpreter-only; the GPU test compiles with inductor)."""
     use_backend("triton")
     x, r, w, b, dy = make_inputs((2, 16), torch.float32)
-    f = torch.compile(lambda x, r, w, b: dropout_add_layer_norm(x, r, w, b, 0.0) * 2,
-                      fullgraph=True, backend="eager")
+    f = torch.compile(
+        lambda x, r, w, b: dropout_add_layer_norm(x, r, w, b, 0.0) * 2,
+        fullgraph=True,
+        backend="eager",
+    )
     ref = lambda x, r, w, b: dropout_add_layer_norm_reference(x, r, w, b, None, 0.0) * 2
     out, grads = forward_backward(f, x, r, w, b, dy, same=False)
     ref_out, ref_grads = forward_backward(ref, x, r, w, b, dy, same=False)
@@ -565,6 +623,7 @@ def test_triton_rejects_rows_too_wide_for_registers(use_backend):
 
 # --- GPU (run by benchmarks/gpu_check.sh) -----------------------------------------------------
 
+
 @gpu
 @pytest.mark.gpu
 @pytest.mark.parametrize("backend", ["triton", "torch"])
@@ -582,15 +641,14 @@ def test_gpu_backends_match_reference(use_backend, backend, shape, dtype, p, sam
 @gpu
 @pytest.mark.gpu
 def test_gpu_opcheck_and_compile(use_backend):
-    from lcnet_fast.ops.triton.dropout_add_layer_norm import (  # noqa: F401 (registers)
-        dropout_add_layer_norm_triton,
+    x, r, w, b, dy = make_inputs(
+        (4, 7, 96), torch.bfloat16, device="cuda", weight_dtype=torch.float32
     )
-
-    x, r, w, b, dy = make_inputs((4, 7, 96), torch.bfloat16, device="cuda",
-                                 weight_dtype=torch.float32)
     mask = make_keep_mask(x.shape, 0.1, "cuda")
-    torch.library.opcheck(torch.ops.lcnet_fast.dropout_add_layer_norm_triton.default,
-                          (x.requires_grad_(), r, w.requires_grad_(), b, mask, 1 / 0.9, 1e-5))
+    torch.library.opcheck(
+        torch.ops.lcnet_fast.dropout_add_layer_norm_triton.default,
+        (x.requires_grad_(), r, w.requires_grad_(), b, mask, 1 / 0.9, 1e-5),
+    )
     use_backend("triton")
     f = lambda x, r, w, b: dropout_add_layer_norm(x, r, w, b, 0.0).float().square().mean()
     compiled = torch.compile(f, fullgraph=True)

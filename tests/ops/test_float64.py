@@ -8,6 +8,7 @@ passes on each differentiable op, and a tiny LCNet.double() runs forward and bac
 float64 and passes gradcheck with respect to part of its input image and a parameter.
 crop_views takes uint8 images and returns fresh values: it has no gradient to check.
 """
+
 import math
 
 import pytest
@@ -17,7 +18,6 @@ from torch.autograd import gradcheck
 import lcnet_fast
 from lcnet_fast.ops import _backend
 from lcnet_fast.ops.crop_views import crop_views, crop_views_reference
-from lcnet_fast.ops.cross_attention import choose_backend as choose_attention_backend
 from lcnet_fast.ops.cross_attention import cross_attention, cross_attention_reference
 from lcnet_fast.ops.dropout_add_layer_norm import (
     dropout_add_layer_norm,
@@ -45,6 +45,7 @@ def one_thread():
 def use_backend(monkeypatch):
     def set_backend(name):
         monkeypatch.setenv(_backend.ENV_VAR, name)
+
     set_backend("auto")
     return set_backend
 
@@ -68,12 +69,11 @@ def _ln_formula(x, r, w, b, keep=None, p=0.0, eps=1e-5):
 
 # --- backend choice -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("op", OPS)
 def test_auto_chooses_torch_for_float64(use_backend, op):
     for device_type in ("cpu", "cuda"):
         assert _backend.choose_backend(op, device_type, str(F64)) == "torch"
-        if op == "cross_attention":  # its own rules, on top of _backend's
-            assert choose_attention_backend(device_type, str(F64)) == "torch"
     assert _backend.unavailable_reason("torch", op, "cpu", str(F64)) is None
     for backend in ("cpp", "cuda", "triton"):
         assert "torch.float64" in _backend.unavailable_reason(backend, op, "cpu", str(F64))
@@ -85,8 +85,7 @@ def _call_each_op_in_float64():
     images = torch.randint(0, 256, (1, 4, 4, 3), dtype=torch.uint8)
     yield "dropout_add_layer_norm", lambda: dropout_add_layer_norm(x, r, w, b, 0.1)
     yield "cross_attention", lambda: cross_attention(q, k, v)
-    yield "crop_views", lambda: crop_views(images, 2, 2, (0.5,) * 3, (0.25,) * 3,
-                                           out_dtype=F64)
+    yield "crop_views", lambda: crop_views(images, 2, 2, (0.5,) * 3, (0.25,) * 3, out_dtype=F64)
 
 
 @pytest.mark.parametrize("backend", ["cpp", "cuda", "triton"])
@@ -109,19 +108,25 @@ def test_forced_torch_backend_runs_float64(use_backend):
 
 # --- each op in float64 matches its reference and an independent float64 formula ----------
 
+
 @pytest.mark.parametrize("same", [False, True], ids=["x_residual", "x_is_residual"])
 @pytest.mark.parametrize("p,training", [(0.0, True), (0.3, False), (0.3, True)])
 def test_dropout_add_layer_norm_float64(use_backend, p, training, same):
     x, r, w, b = _ln_inputs((3, 5, 24), seed=1)
     if same:
         r = x
-    out = dropout_add_layer_norm(x, r, w, b, p, training=training,
-                                 generator=torch.Generator().manual_seed(7))
+    out = dropout_add_layer_norm(
+        x, r, w, b, p, training=training, generator=torch.Generator().manual_seed(7)
+    )
     assert out.dtype == F64 and out.shape == x.shape
-    keep = (make_keep_mask(x.shape, p, "cpu", torch.Generator().manual_seed(7))
-            if training and p > 0 else None)
-    torch.testing.assert_close(out, dropout_add_layer_norm_reference(x, r, w, b, keep, p),
-                               rtol=0, atol=0)
+    keep = (
+        make_keep_mask(x.shape, p, "cpu", torch.Generator().manual_seed(7))
+        if training and p > 0
+        else None
+    )
+    torch.testing.assert_close(
+        out, dropout_add_layer_norm_reference(x, r, w, b, keep, p), rtol=0, atol=0
+    )
     torch.testing.assert_close(out, _ln_formula(x, r, w, b, keep, p), **TIGHT)
 
 
@@ -130,8 +135,9 @@ def test_dropout_add_layer_norm_float64_with_float32_weight(use_backend):
     x, r, w, b = _ln_inputs((4, 16), seed=2)
     out = dropout_add_layer_norm(x, r, w.float(), b.float(), 0.0)
     assert out.dtype == F64
-    torch.testing.assert_close(out, _ln_formula(x, r, w.float().double(), b.float().double()),
-                               **TIGHT)
+    torch.testing.assert_close(
+        out, _ln_formula(x, r, w.float().double(), b.float().double()), **TIGHT
+    )
 
 
 def test_cross_attention_float64(use_backend):
@@ -151,25 +157,34 @@ def test_cross_attention_float64(use_backend):
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_crop_views_float64(use_backend, level, size, channels_last):
     g = torch.Generator().manual_seed(4)
-    images = torch.randint(0, 256, (2, level * size, level * size, 3), generator=g,
-                           dtype=torch.uint8)
+    images = torch.randint(
+        0, 256, (2, level * size, level * size, 3), generator=g, dtype=torch.uint8
+    )
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # not exact in float32
     out = crop_views(images, level, size, mean, std, out_dtype=F64, channels_last=channels_last)
     assert out.dtype == F64 and out.shape[2:] == (3, size, size)
     m64, s64 = torch.tensor(mean, dtype=F64), torch.tensor(std, dtype=F64)
-    torch.testing.assert_close(out, crop_views_reference(images, level, size, m64, s64, F64,
-                                                         compute_dtype=F64), rtol=0, atol=0)
+    torch.testing.assert_close(
+        out,
+        crop_views_reference(images, level, size, m64, s64, F64, compute_dtype=F64),
+        rtol=0,
+        atol=0,
+    )
     # independent formula: view 0 the level x level mean, then the tiles, normalised in float64
     x = images.permute(0, 3, 1, 2).double() / 255  # (B, 3, H, W)
     views = [x.reshape(2, 3, size, level, size, level).mean((3, 5))]
     if level > 1:
-        views += [x[:, :, i * size:(i + 1) * size, j * size:(j + 1) * size]
-                  for i in range(level) for j in range(level)]
+        views += [
+            x[:, :, i * size : (i + 1) * size, j * size : (j + 1) * size]
+            for i in range(level)
+            for j in range(level)
+        ]
     formula = (torch.stack(views, 1) - m64.view(3, 1, 1)) / s64.view(3, 1, 1)
     torch.testing.assert_close(out, formula, **TIGHT)
 
 
 # --- gradcheck, float64 ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("same", [False, True], ids=["x_residual", "x_is_residual"])
 @pytest.mark.parametrize("p", [0.0, 0.4])
@@ -178,8 +193,15 @@ def test_gradcheck_dropout_add_layer_norm(use_backend, p, same):
     x, r, w, b = _ln_inputs((2, 3, 6), seed=5, requires_grad=True)
 
     def fn(x, r, w, b):
-        return dropout_add_layer_norm(x, x if same else r, w, b, p, training=p > 0,
-                                      generator=torch.Generator().manual_seed(11))
+        return dropout_add_layer_norm(
+            x,
+            x if same else r,
+            w,
+            b,
+            p,
+            training=p > 0,
+            generator=torch.Generator().manual_seed(11),
+        )
 
     assert gradcheck(fn, (x, r, w, b))
 
@@ -188,8 +210,7 @@ def test_gradcheck_dropout_add_layer_norm(use_backend, p, same):
 def test_gradcheck_cross_attention(use_backend, scale):
     g = torch.Generator().manual_seed(6)
     q = torch.randn(1, 2, 3, 4, generator=g, dtype=F64, requires_grad=True)
-    k, v = (torch.randn(1, 2, 5, 4, generator=g, dtype=F64, requires_grad=True)
-            for _ in range(2))
+    k, v = (torch.randn(1, 2, 5, 4, generator=g, dtype=F64, requires_grad=True) for _ in range(2))
     assert gradcheck(lambda q, k, v: cross_attention(q, k, v, scale=scale), (q, k, v))
 
 
@@ -197,8 +218,7 @@ def test_gradcheck_cross_attention_with_fixed_dropout(use_backend):
     """Attention dropout on (SDPA's RNG, re-seeded on every call so the mask is fixed)."""
     g = torch.Generator().manual_seed(8)
     q = torch.randn(1, 1, 3, 4, generator=g, dtype=F64, requires_grad=True)
-    k, v = (torch.randn(1, 1, 5, 4, generator=g, dtype=F64, requires_grad=True)
-            for _ in range(2))
+    k, v = (torch.randn(1, 1, 5, 4, generator=g, dtype=F64, requires_grad=True) for _ in range(2))
 
     def fn(q, k, v):
         with torch.random.fork_rng(devices=[]):
@@ -212,17 +232,32 @@ def test_gradcheck_cross_attention_with_fixed_dropout(use_backend):
 def test_crop_views_float64_has_no_gradient_to_check(use_backend):
     """crop_views' input is uint8 (not differentiable): the float64 output is a leaf."""
     images = torch.randint(0, 256, (1, 4, 4, 3), dtype=torch.uint8)
-    out = crop_views(images, 2, 2, torch.tensor([0.5] * 3, dtype=F64, requires_grad=True),
-                     (0.25,) * 3, out_dtype=F64)
+    out = crop_views(
+        images,
+        2,
+        2,
+        torch.tensor([0.5] * 3, dtype=F64, requires_grad=True),
+        (0.25,) * 3,
+        out_dtype=F64,
+    )
     assert out.dtype == F64 and not out.requires_grad
 
 
 # --- the fast model in float64 ---------------------------------------------------------------
 
+
 def _tiny_lcnet():
     torch.manual_seed(0)
-    return lcnet_fast.LCNet(num_classes=3, backbone="test_resnet", crop_level=1, image_size=32,
-                            d_model=16, num_heads=2, num_layers=1, dim_feedforward=16)
+    return lcnet_fast.LCNet(
+        num_classes=3,
+        backbone="test_resnet",
+        crop_level=1,
+        image_size=32,
+        d_model=16,
+        num_heads=2,
+        num_layers=1,
+        dim_feedforward=16,
+    )
 
 
 def test_lcnet_double_forward_backward_and_gradcheck(use_backend):
@@ -249,8 +284,9 @@ def test_lcnet_double_forward_backward_and_gradcheck(use_backend):
     for name in with_grad:
         g64, g32 = model.get_parameter(name).grad, params32[name].grad
         assert g64.dtype == F64 and torch.isfinite(g64).all(), name
-        torch.testing.assert_close(g32.double(), g64, rtol=1e-3,
-                                   atol=1e-4 * (1 + g64.abs().max().item()), msg=name)
+        torch.testing.assert_close(
+            g32.double(), g64, rtol=1e-3, atol=1e-4 * (1 + g64.abs().max().item()), msg=name
+        )
 
     # gradcheck: a 4 x 4 patch of the image (48 numbers) and the label queries of one class
     weights = torch.tensor([0.7, -1.3, 0.4], dtype=F64)  # a scalar function of the logits

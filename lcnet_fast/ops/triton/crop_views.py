@@ -1,4 +1,5 @@
-"""Triton kernel for crop_views, registered as the op lcnet_fast::crop_views_triton.
+"""Triton kernel and launcher of crop_views (the op lcnet_fast::crop_views_triton is defined in
+lcnet_fast/ops/crop_views.py, which imports this module on first use).
 
 Design trade-off: one program owns a BLOCK_T x BLOCK_X block of thumbnail pixels of
 one image, i.e. the LEVEL x LEVEL input pixels under each; it walks those LEVEL**2
@@ -9,14 +10,15 @@ apart, so accesses are strided by LEVEL rather than fully coalesced (the CUDA ke
 does the column walk that coalesces; this one stays simple and layout-agnostic).
 Divisions use div_rn (IEEE) so tiles match torch's fp32 bit for bit.
 """
+
 from __future__ import annotations
 
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op, wrap_triton
+from torch.library import wrap_triton
 
-from lcnet_fast.ops.crop_views import new_output
+from lcnet_fast.ops._shapes import crop_views_output
 
 
 @triton.jit
@@ -31,7 +33,7 @@ def _crop_views_kernel(
     LEVEL: tl.constexpr,
     BLOCK_T: tl.constexpr,  # thumbnail rows per program
     BLOCK_X: tl.constexpr,  # thumbnail columns per program
-):
+):  # fmt: skip
     # grid: (cdiv(S, BLOCK_X), cdiv(S, BLOCK_T), B)
     pid_x = tl.program_id(0)
     pid_t = tl.program_id(1)
@@ -51,16 +53,24 @@ def _crop_views_kernel(
             ty = y - r * S
             for j in tl.static_range(LEVEL):
                 x = tc * LEVEL + j  # image columns (BLOCK_X,)
-                p = tl.load(img + y[:, None].to(tl.int64) * in_sy + x[None, :] * in_sx
-                            + c * in_sc, mask=mask, other=0).to(tl.int32)
+                p = tl.load(
+                    img + y[:, None].to(tl.int64) * in_sy + x[None, :] * in_sx + c * in_sc,
+                    mask=mask,
+                    other=0,
+                ).to(tl.int32)
                 acc += p
                 if LEVEL > 1:
                     cc = x // S  # tile column
                     tx = x - cc * S
                     v = tl.math.div_rn(tl.math.div_rn(p.to(tl.float32), 255.0) - m, s)
                     view = 1 + r[:, None] * LEVEL + cc[None, :]
-                    dst = (out_b + view.to(tl.int64) * out_sv + c * out_sc
-                           + ty[:, None] * out_sy + tx[None, :] * out_sx)
+                    dst = (
+                        out_b
+                        + view.to(tl.int64) * out_sv
+                        + c * out_sc
+                        + ty[:, None] * out_sy
+                        + tx[None, :] * out_sx
+                    )
                     tl.store(dst, v.to(out_ptr.dtype.element_ty), mask=mask)
         mean_px = tl.math.div_rn(acc.to(tl.float32), 255.0 * LEVEL * LEVEL)
         v = tl.math.div_rn(mean_px - m, s)
@@ -74,25 +84,31 @@ def _blocks(size: int, device_type: str) -> tuple[int, int]:
     return 8, min(64, triton.next_power_of_2(size))
 
 
-@triton_op("lcnet_fast::crop_views_triton", mutates_args=())
-def crop_views_triton(images: torch.Tensor, level: int, size: int, mean: torch.Tensor,
-                      std: torch.Tensor, out_dtype: torch.dtype,
-                      channels_last: bool) -> torch.Tensor:
+def forward(
+    images: torch.Tensor,
+    level: int,
+    size: int,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    out_dtype: torch.dtype,
+    channels_last: bool,
+) -> torch.Tensor:
     """Same contract as torch.ops.lcnet_fast.crop_views; arguments already validated."""
-    out = new_output(images, level, size, out_dtype, channels_last)
+    out = crop_views_output(images, level, size, out_dtype, channels_last)
     if out.numel() == 0:
         return out
     block_t, block_x = _blocks(size, images.device.type)
     grid = (triton.cdiv(size, block_x), triton.cdiv(size, block_t), images.shape[0])
     wrap_triton(_crop_views_kernel)[grid](
-        images, out, mean, std, size,
-        *images.stride(), *out.stride(),
-        LEVEL=level, BLOCK_T=block_t, BLOCK_X=block_x,
+        images,
+        out,
+        mean,
+        std,
+        size,
+        *images.stride(),
+        *out.stride(),
+        LEVEL=level,
+        BLOCK_T=block_t,
+        BLOCK_X=block_x,
     )
     return out
-
-
-@crop_views_triton.register_fake
-def _crop_views_triton_fake(images, level, size, mean, std, out_dtype, channels_last):
-    # explicit: tracing the launcher itself would run the Triton interpreter on fake tensors
-    return new_output(images, level, size, out_dtype, channels_last)

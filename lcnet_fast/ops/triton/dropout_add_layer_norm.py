@@ -1,5 +1,6 @@
-"""Triton kernels for dropout_add_layer_norm, registered as the ops
-lcnet_fast::dropout_add_layer_norm_triton and lcnet_fast::dropout_add_layer_norm_triton_backward.
+"""Triton kernels and launchers of dropout_add_layer_norm (the ops
+lcnet_fast::dropout_add_layer_norm_triton and ..._triton_backward, their fake kernels and autograd
+are defined in lcnet_fast/ops/dropout_add_layer_norm.py, which imports this module on first use).
 
 Design trade-off: forward = one program per row, the whole row in registers
 (BLOCK_D = next_power_of_2(D), columns past D masked): x, residual and the 1-byte keep-mask
@@ -16,19 +17,15 @@ order is fixed: deterministic). The dropout mask comes from the Python wrapper (
 so this backend is element-for-element comparable with the others. All arithmetic is fp32;
 inputs may be fp32/fp16/bf16 (bf16 only on GPU: the interpreter's bf16 is wrong).
 """
+
 from __future__ import annotations
 
 import torch
 import triton
 import triton.language as tl
-from torch.library import triton_op, wrap_triton
+from torch.library import wrap_triton
 
-from lcnet_fast.ops.dropout_add_layer_norm import (
-    _setup_context,
-    backward_outputs,
-    forward_outputs,
-    make_backward,
-)
+from lcnet_fast.ops._shapes import layer_norm_grads, layer_norm_outputs
 
 MAX_ROW_BYTES = 65536
 
@@ -131,7 +128,8 @@ def _block_d(x: torch.Tensor) -> int:
         raise ValueError(
             f"dropout_add_layer_norm (triton backend): rows of {d} {x.dtype} elements exceed "
             f"{MAX_ROW_BYTES} bytes (one row is held in registers); use the torch or cpp "
-            f"backend (LCNET_FAST_BACKEND) for such wide rows")
+            f"backend (LCNET_FAST_BACKEND) for such wide rows"
+        )
     return triton.next_power_of_2(d)
 
 
@@ -153,40 +151,54 @@ def _keep_u8(mask: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     return m.view(torch.uint8) if m.dtype == torch.bool else m
 
 
-@triton_op("lcnet_fast::dropout_add_layer_norm_triton", mutates_args=())
-def dropout_add_layer_norm_triton(
-    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-    mask: torch.Tensor | None, scale: float, eps: float,
+def forward(
+    x: torch.Tensor,
+    residual: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    mask: torch.Tensor | None,
+    scale: float,
+    eps: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Same contract as torch.ops.lcnet_fast.dropout_add_layer_norm; arguments validated by
     the wrapper. Returns (out, mean, rstd)."""
-    out, mean, rstd = forward_outputs(x)
+    out, mean, rstd = layer_norm_outputs(x)
     d = x.shape[-1]
     rows = x.numel() // d
     if rows == 0:
         return out, mean, rstd
     block_d = _block_d(x)
     wrap_triton(_dropout_add_layer_norm_fwd_kernel)[(rows,)](
-        x.contiguous(), residual.contiguous(), _keep_u8(mask, x), weight.contiguous(),
-        bias.contiguous(), out, mean, rstd, d, scale, eps,
-        HAS_MASK=mask is not None, BLOCK_D=block_d, num_warps=_num_warps(block_d),
+        x.contiguous(),
+        residual.contiguous(),
+        _keep_u8(mask, x),
+        weight.contiguous(),
+        bias.contiguous(),
+        out,
+        mean,
+        rstd,
+        d,
+        scale,
+        eps,
+        HAS_MASK=mask is not None,
+        BLOCK_D=block_d,
+        num_warps=_num_warps(block_d),
     )
     return out, mean, rstd
 
 
-@dropout_add_layer_norm_triton.register_fake
-def _fwd_fake(x, residual, weight, bias, mask, scale, eps):
-    # explicit: tracing the launcher itself would run the Triton interpreter on fake tensors
-    return forward_outputs(x)
-
-
-@triton_op("lcnet_fast::dropout_add_layer_norm_triton_backward", mutates_args=())
-def dropout_add_layer_norm_triton_backward(
-    grad_out: torch.Tensor, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
-    mask: torch.Tensor | None, mean: torch.Tensor, rstd: torch.Tensor, scale: float,
+def backward(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    residual: torch.Tensor,
+    weight: torch.Tensor,
+    mask: torch.Tensor | None,
+    mean: torch.Tensor,
+    rstd: torch.Tensor,
+    scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Same contract as torch.ops.lcnet_fast.dropout_add_layer_norm_backward."""
-    dx, dres, _, _ = backward_outputs(x, weight, mask is not None)
+    dx, dres, _, _ = layer_norm_grads(x, weight, mask is not None)
     d = x.shape[-1]
     rows = x.numel() // d
     if rows == 0:
@@ -197,19 +209,23 @@ def dropout_add_layer_norm_triton_backward(
     dw_part = torch.empty((n_prog, d), dtype=torch.float32, device=x.device)
     db_part = torch.empty((n_prog, d), dtype=torch.float32, device=x.device)
     wrap_triton(_dropout_add_layer_norm_bwd_kernel)[(n_prog,)](
-        grad_out.contiguous(), x.contiguous(), residual.contiguous(), _keep_u8(mask, x),
-        weight.contiguous(), mean.contiguous(), rstd.contiguous(),
-        dx if mask is not None else dres, dres, dw_part, db_part,
-        rows, d, rows_per_program, scale,
-        HAS_MASK=mask is not None, BLOCK_D=block_d, num_warps=_num_warps(block_d),
+        grad_out.contiguous(),
+        x.contiguous(),
+        residual.contiguous(),
+        _keep_u8(mask, x),
+        weight.contiguous(),
+        mean.contiguous(),
+        rstd.contiguous(),
+        dx if mask is not None else dres,
+        dres,
+        dw_part,
+        db_part,
+        rows,
+        d,
+        rows_per_program,
+        scale,
+        HAS_MASK=mask is not None,
+        BLOCK_D=block_d,
+        num_warps=_num_warps(block_d),
     )
     return dx, dres, dw_part.sum(0).to(weight.dtype), db_part.sum(0).to(weight.dtype)
-
-
-@dropout_add_layer_norm_triton_backward.register_fake
-def _bwd_fake(grad_out, x, residual, weight, mask, mean, rstd, scale):
-    return backward_outputs(x, weight, mask is not None)
-
-
-dropout_add_layer_norm_triton.register_autograd(
-    make_backward(dropout_add_layer_norm_triton_backward), setup_context=_setup_context)
