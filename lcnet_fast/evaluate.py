@@ -94,6 +94,12 @@ def parse_args(argv):
         parser.error(f"--threads must be >= 0 (0 = automatic), got {args.threads}")
     if args.num_workers < 0:
         parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
+    if args.batch_size < 0:
+        parser.error(
+            f"--batch-size must be >= 1 (0 = the run's eval batch size), got {args.batch_size}"
+        )
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        parser.error(f"--threshold must be in [0, 1], got {args.threshold}")
     return args, parse_override_tokens(rest)
 
 

@@ -200,20 +200,40 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--num-classes", type=int, default=DEFAULT_SYNTHETIC["num_classes"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--split", default="train,test", help="comma-separated splits among train,val,test"
+        "--split",
+        default="train,val,test",
+        help="comma-separated splits among train,val,test (default all three, so a written "
+        "dataset has a validation file: --csv-val val.csv / --data.coco_val_annotations ...)",
     )
     p.add_argument("--kind", default="themes", choices=sorted(KINDS), help="scene family")
     p.add_argument(
         "--ext", default="png", choices=("png", "jpg"), help="png is lossless; jpg is quality 95"
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name, value, low in (
+        ("--num-images", args.num_images, 1),
+        ("--image-size", args.image_size, 8),
+        ("--num-classes", args.num_classes, 1),
+    ):
+        if value < low:
+            p.error(f"{name} must be >= {low}, got {value}")
+    args.splits = [s.strip() for s in args.split.split(",") if s.strip()]
+    if not args.splits or set(args.splits) - {"train", "val", "test"}:
+        p.error(f"--split takes train, val and/or test, got {args.split!r}")
+    try:  # the scene family's own limits (class count, size) as one line
+        SyntheticScenes(
+            num_images=1, image_size=args.image_size, num_classes=args.num_classes, kind=args.kind
+        )
+    except ValueError as exc:
+        p.error(str(exc))
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .writers import write_dataset
 
     args = _parse(argv)
-    for split in [s.strip() for s in args.split.split(",") if s.strip()]:
+    for split in args.splits:
         ds = SyntheticScenes(
             num_images=args.num_images,
             image_size=args.image_size,

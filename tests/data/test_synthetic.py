@@ -105,3 +105,36 @@ def test_themes_induce_cooccurrence_above_independence():
     assert lift[0, 4] > 1.8
     # classes 0 and 1 have different home themes: no more often together than independence
     assert lift[0, 1] < 1.0
+
+
+def test_writer_writes_a_validation_split_by_default(tmp_path):
+    from lcnet_fast.data.synthetic import main
+
+    assert main(["--out", str(tmp_path), "--format", "csv", "--num-images", "3"]) == 0
+    for split in ("train", "val", "test"):
+        lines = (tmp_path / f"{split}.csv").read_text().splitlines()
+        assert len(lines) == 1 + 3, split
+    # the validation images differ from the training images (independent streams)
+    assert (tmp_path / "images" / "val_000000.png").read_bytes() != (
+        tmp_path / "images" / "train_000000.png"
+    ).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--num-images", "0"], "--num-images must be >= 1, got 0"),
+        (["--image-size", "-4"], "--image-size must be >= 8, got -4"),
+        (["--split", "train,foo"], "--split takes train, val and/or test"),
+        (["--kind", "small_objects", "--num-classes", "99"], "num_classes must be in 1..10"),
+    ],
+)
+def test_writer_arguments_are_one_error(argv, message, tmp_path, capsys):
+    from lcnet_fast.data.synthetic import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--out", str(tmp_path / "out"), "--format", "csv", *argv])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

@@ -174,13 +174,27 @@ def test_paired_differences_and_pooled_rows_in_the_table():
     with pytest.raises(ConfigError, match="A:B"):
         parse_pairs("d2_c2-pooled_c2")
     rows = expand_rows("pooled_c2,d2_c2_literal")
-    agg = aggregate(rows, [_run("pooled_c2", 0, 89.0, 70.0), _run("d2_c2_literal", 0, 80.0, 60.0)],
-                    "pooled_c2")
-    setup = dict(dataset="synthetic", train_images=1, test_images=1, num_classes=2, backbone="b",
-                 pretrained=False, view_size=64, d_model=8, epochs=1, batch_size=1, lr=1.0,
-                 seeds=[0], weights="EMA")
-    text = markdown({"command": "c", "baseline": "pooled_c2", "rows": agg, "setup": setup,
-                     "pairs": pairs})
+    agg = aggregate(
+        rows, [_run("pooled_c2", 0, 89.0, 70.0), _run("d2_c2_literal", 0, 80.0, 60.0)], "pooled_c2"
+    )
+    setup = dict(
+        dataset="synthetic",
+        train_images=1,
+        test_images=1,
+        num_classes=2,
+        backbone="b",
+        pretrained=False,
+        view_size=64,
+        d_model=8,
+        epochs=1,
+        batch_size=1,
+        lr=1.0,
+        seeds=[0],
+        weights="EMA",
+    )
+    text = markdown(
+        {"command": "c", "baseline": "pooled_c2", "rows": agg, "setup": setup, "pairs": pairs}
+    )
     assert "| `pooled_c2` | pooled head | - | 2 (" in text
     assert "| `d2_c2_literal` | 2 | literal | 2 (" in text and "| -9.0 |" in text
     assert "| `d2_c2` - `pooled_c2` | 2 | +2.5 ± 2.1 | +9.5 ± 0.7 |" in text
@@ -223,3 +237,13 @@ def test_finished_only_and_configs_saved_before_a_new_key(ablation_run, tiny_tra
     assert not (out / "runs" / "d1_c2" / "seed4").exists()
     table = (out / "finished" / "ablation.md").read_text()
     assert "| seeds |" in table and "| `d1_c2` | 1 | residual | 2 (32) | yes | no | 1 |" in table
+
+
+def test_experiments_write_under_runs_by_default():
+    """Committed results live in docs/experiments; a plain run from the repository root must not
+    overwrite them."""
+    from lcnet_fast.experiments.ablation import parse_args as ablation_args
+    from lcnet_fast.experiments.cost import parse_args as cost_args
+
+    assert ablation_args([])[0].output == "runs/experiments"
+    assert cost_args([]).output == "runs/experiments"
