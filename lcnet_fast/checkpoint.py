@@ -44,6 +44,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
+from lcnet_fast.errors import CheckpointError, CheckpointIntegrityError, CheckpointMismatchError
+
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CheckpointError",
@@ -63,19 +65,6 @@ __all__ = [
 CHECKPOINT_FORMAT = "lcnet_fast.checkpoint/1"
 METADATA_KEY = "lcnet_fast"
 CHECKSUM_KEY = "lcnet_fast.sha256"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable, or not an lcnet_fast checkpoint."""
-
-
-class CheckpointMismatchError(CheckpointError):
-    """A checkpoint does not fit the model/dataset it is loaded for; the message says how."""
-
-
-class CheckpointIntegrityError(CheckpointError):
-    """A checkpoint's contents are damaged (do not match their checksum) or hold NaN/inf weights,
-    or such weights were about to be saved. The message names the file and the tensor."""
 
 
 def tensor_digest(name: str, tensor: torch.Tensor) -> str:

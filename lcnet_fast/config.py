@@ -25,6 +25,8 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
+from lcnet_fast.errors import ConfigError
+
 __all__ = [
     "ConfigError",
     "RunConfig",
@@ -38,10 +40,6 @@ __all__ = [
     "resolve_config",
     "save_config",
 ]
-
-
-class ConfigError(ValueError):
-    """A config key does not exist, a value has the wrong type, or a value is out of range."""
 
 
 @dataclass

@@ -36,6 +36,7 @@ import warnings
 import torch
 from torch import nn
 
+from lcnet_fast.errors import ExportError
 from lcnet_fast.ops._backend import reference_ops
 
 __all__ = ["FORMATS", "ExportError", "InferenceWrapper", "export_model", "load_exported",
@@ -44,10 +45,6 @@ __all__ = ["FORMATS", "ExportError", "InferenceWrapper", "export_model", "load_e
 FORMATS = ("onnx", "torchscript", "exported-program")
 METADATA_KEY = "lcnet_fast"
 DEFAULT_TOLERANCE = 1e-4
-
-
-class ExportError(RuntimeError):
-    """Export failed or the exported model does not match PyTorch (the message says by how much)."""
 
 
 class InferenceWrapper(nn.Module):

@@ -54,21 +54,16 @@ from lcnet_fast.config import (
     resolve_config,
     save_config,
 )
-from lcnet_fast.data.base import DatasetError, ImageLoadError
 from lcnet_fast.engine import distributed, elastic, seeding
-from lcnet_fast.engine.cli import add_threads_argument, apply_threads
+from lcnet_fast.engine.cli import USER_ERRORS, add_threads_argument, apply_threads  # noqa: F401
 from lcnet_fast.engine.data import (
     DeviceViews,
-    EmptySplitError,
     Splits,
     build_splits,
     make_loader,
 )
 from lcnet_fast.engine.ema import ModelEMA
 from lcnet_fast.engine.loop import (
-    DivergenceError,
-    NonFiniteLossError,
-    NonFiniteScoresError,
     Position,
     TrainParts,
     check_finite_scores,
@@ -89,7 +84,13 @@ from lcnet_fast.engine.report import (
 )
 from lcnet_fast.engine.rundir import OutputError, RunDirectory, writing
 from lcnet_fast.engine.sampler import EpochSampler, SeededAugmentation, ShardSampler
-from lcnet_fast.ops._backend import BackendUnavailableError
+from lcnet_fast.errors import (  # noqa: F401 (re-exported: their names under lcnet_fast.train)
+    BackendUnavailableError,
+    DivergenceError,
+    EmptySplitError,
+    NonFiniteLossError,
+    NonFiniteScoresError,
+)
 
 # Settings that may differ when resuming (where the data lives, how fast, how chatty); anything else
 # would make the resumed run a different run.
@@ -112,21 +113,6 @@ SAVE_HINT = (
     "permission) and continue with --resume"
 )
 
-# errors caused by the user's input, reported by the console entry as one line without a traceback
-USER_ERRORS = (
-    ConfigError,
-    CheckpointError,
-    EmptySplitError,
-    NonFiniteLossError,
-    FileNotFoundError,
-    ImageLoadError,
-    OutputError,
-    DatasetError,
-    NonFiniteScoresError,
-    BackendUnavailableError,
-    DivergenceError,
-    distributed.CollectiveTimeoutError,
-)
 
 
 # ----------------------------------------------------------------------------- command line

@@ -1,16 +1,24 @@
 """The one way every `python -m lcnet_fast.<tool>` turns a known user error into one clear line,
-and the tools' shared --threads option."""
+and the tools' shared --threads option.
+
+Imports only the error types (lcnet_fast/errors.py and the data layer's two), never a driver:
+every tool, train included, imports this module."""
 
 import os
 import sys
 from collections.abc import Callable
 
+from lcnet_fast import errors
+from lcnet_fast.data.base import DatasetError, ImageLoadError
+
+#: every known user error: lcnet_fast.errors.USER_ERRORS and the data layer's ImageLoadError and
+#: DatasetError (defined in lcnet_fast/data/base.py)
+USER_ERRORS: tuple[type[BaseException], ...] = (*errors.USER_ERRORS, ImageLoadError, DatasetError)
+
 
 def run_cli(main: Callable[[], int], extra_errors: tuple[type[BaseException], ...] = ()) -> int:
     """Run a CLI's main(); a known user error (bad config, missing file, corrupt image, wrong
     checkpoint, ...) prints `error: <message>` and returns exit code 2 instead of a traceback."""
-    from lcnet_fast.train import USER_ERRORS  # late: train imports the whole engine
-
     try:
         return main()
     except (*USER_ERRORS, *extra_errors) as exc:

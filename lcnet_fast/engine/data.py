@@ -14,10 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from lcnet_fast.config import ConfigError, DataConfig, ModelConfig
 from lcnet_fast.engine import seeding
-
-
-class EmptySplitError(ValueError):
-    """A split that training or evaluation needs has no images."""
+from lcnet_fast.errors import EmptySplitError
 
 
 @dataclass

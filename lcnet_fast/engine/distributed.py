@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from lcnet_fast.errors import CollectiveTimeoutError
+
 
 @dataclass
 class DistInfo:
@@ -68,11 +70,6 @@ def init_distributed(device: torch.device, timeout_s: float = 300.0) -> DistInfo
             torch.cuda.set_device(device)
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     return DistInfo(rank, world, local_rank)
-
-
-class CollectiveTimeoutError(RuntimeError):
-    """A collective waited train.collective_timeout_s for the other ranks (or lost its
-    connection to one); the message names the ranks that stopped responding."""
 
 
 _TIMEOUT = re.compile(r"timed?[ -]?out|connection closed by peer|connection reset", re.IGNORECASE)

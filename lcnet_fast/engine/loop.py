@@ -17,24 +17,12 @@ from lcnet_fast.engine import seeding
 from lcnet_fast.engine.distributed import DistInfo, all_reduce_sum
 from lcnet_fast.engine.ema import ModelEMA
 from lcnet_fast.engine.progress import Progress
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss or gradient norm became NaN/inf; the message names the step."""
-
-
-class DivergenceError(FloatingPointError):
-    """Training diverged: the weights grew beyond train.max_weight_growth times their initial norm,
-    or an optimizer step made them NaN/inf. The message names the step and the bound."""
+from lcnet_fast.errors import DivergenceError, NonFiniteLossError, NonFiniteScoresError
 
 
 def weight_norm(module: nn.Module) -> float:
     """The global L2 norm of a module's parameters (all of them, trainable or not)."""
     return float(torch.nn.utils.get_total_norm([p.detach() for p in module.parameters()]))
-
-
-class NonFiniteScoresError(FloatingPointError):
-    """A model produced NaN/inf scores on an evaluation split (its weights diverged)."""
 
 
 def check_finite_scores(scores: np.ndarray, what: str, consequence: str) -> None:

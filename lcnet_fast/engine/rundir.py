@@ -16,14 +16,10 @@ import os
 import shutil
 
 from lcnet_fast.checkpoint import remove_stale_temp_files
+from lcnet_fast.errors import OutputError
 
 # files of a run directory (train.py's layout)
 RUN_FILES = ("config.yaml", "log.csv", "metrics.json")
-
-
-class OutputError(OSError):
-    """An output file or directory cannot be created or written (disk full, permission denied, a
-    file where a directory should be, ...). The message names the path and the reason."""
 
 
 def _reason(exc: OSError) -> str:

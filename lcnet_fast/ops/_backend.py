@@ -48,6 +48,8 @@ from collections.abc import Callable
 
 import torch
 
+from lcnet_fast.errors import BackendUnavailableError
+
 ENV_VAR = "LCNET_FAST_BACKEND"
 NO_EXTENSION_ENV_VAR = "LCNET_FAST_NO_EXTENSION"
 BACKENDS = ("cuda", "triton", "cpp", "torch")
@@ -56,10 +58,6 @@ _AUTO_ORDER = {"cuda": ("cuda", "triton", "torch"), "cpu": ("cpp", "torch")}
 #: any other floating dtype (float64) runs the pure-PyTorch reference.
 KERNEL_DTYPES = ("torch.float32", "torch.float16", "torch.bfloat16")
 BUILD_HINT = "build it with `pip install --no-build-isolation -e .` in the source checkout"
-
-
-class BackendUnavailableError(RuntimeError):
-    """A backend was explicitly requested but cannot run the op here."""
 
 
 def env_flag(name: str) -> bool:

@@ -6,9 +6,7 @@ import os
 
 import torch
 
-
-class VisualizeError(ValueError):
-    """A picture cannot be drawn for this input (the message says why)."""
+from lcnet_fast.errors import VisualizeError  # noqa: F401 (re-exported: its old home)
 
 
 def new_figure(width: float, height: float):
