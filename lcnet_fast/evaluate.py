@@ -27,11 +27,10 @@ from lcnet_fast.config import (
     parse_override_tokens,
 )
 from lcnet_fast.data.base import ImageLoadError
+from lcnet_fast.device import DeviceViews, pick_device, resolve_precision
 from lcnet_fast.engine.cli import add_threads_argument, apply_threads
-from lcnet_fast.engine.data import DeviceViews, EmptySplitError, build_split, make_loader
-from lcnet_fast.engine.distributed import pick_device
-from lcnet_fast.engine.loop import check_finite_scores, resolve_precision, score_split
-from lcnet_fast.engine.model import model_from_checkpoint
+from lcnet_fast.engine.data import build_split, make_loader
+from lcnet_fast.engine.loop import check_finite_scores, score_split
 from lcnet_fast.engine.progress import CountProgress
 from lcnet_fast.engine.report import (
     collapse_warning,
@@ -42,6 +41,8 @@ from lcnet_fast.engine.report import (
 )
 from lcnet_fast.engine.rundir import check_writable_file, writing
 from lcnet_fast.engine.sampler import ShardSampler
+from lcnet_fast.errors import EmptySplitError
+from lcnet_fast.model_config import model_from_checkpoint
 
 
 def parse_args(argv):

@@ -33,10 +33,9 @@ import torch
 
 from lcnet_fast.checkpoint import CheckpointError, load_checkpoint
 from lcnet_fast.cuda_graph import CudaGraphForward
-from lcnet_fast.engine.data import DeviceViews
-from lcnet_fast.engine.distributed import pick_device
-from lcnet_fast.engine.loop import autocast, resolve_precision
-from lcnet_fast.engine.model import model_from_checkpoint
+from lcnet_fast.device import DeviceViews, autocast, pick_device, resolve_precision
+from lcnet_fast.model_config import model_from_checkpoint
+from lcnet_fast.models import LCNet
 
 __all__ = ["Predictor", "infer_model_config", "load_model", "preprocess_transform",
            "resize_transform", "save_pretrained", "to_uint8_chw"]
@@ -58,6 +57,24 @@ def load_model(path: str, device: torch.device | str = "cpu", weights: str | Non
     model.preprocess = dict(checkpoint.meta["preprocess"])
     model.checkpoint_path = checkpoint.path
     return model
+
+
+def _lcnet_from_pretrained(
+    cls, path: str, device: torch.device | str = "cpu", weights: str | None = None
+) -> torch.nn.Module:
+    """The model of a run directory (its best, else last checkpoint) or checkpoint file written
+    by ``python -m lcnet_fast.train``, in eval mode on `device`, with the run's reported weights
+    (`weights="ema"|"model"` to choose). Attached: ``model.classes`` (class names, logit
+    order), ``model.preprocess`` (crop_level, image_size, input_size, mean, std) and
+    ``model.checkpoint_path``. See lcnet_fast.inference.Predictor for images -> labels."""
+    return load_model(path, device, weights)
+
+
+# Reading checkpoints is the inference layer's job (models/ read no files and import nothing above
+# them), so the method is attached here; see the LCNet class docstring.
+_lcnet_from_pretrained.__name__ = "from_pretrained"
+_lcnet_from_pretrained.__qualname__ = "LCNet.from_pretrained"
+LCNet.from_pretrained = classmethod(_lcnet_from_pretrained)
 
 
 def infer_model_config(model: torch.nn.Module, backbone_kwargs: dict | None = None) -> dict:

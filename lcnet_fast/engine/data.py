@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from lcnet_fast.config import ConfigError, DataConfig, ModelConfig
+from lcnet_fast.device import DeviceViews  # noqa: F401 (re-exported: its old home)
 from lcnet_fast.engine import seeding
 from lcnet_fast.errors import EmptySplitError
 
@@ -48,33 +49,6 @@ def transforms_for(train: bool, data: DataConfig, model: ModelConfig):
         std=tuple(data.std),
         output="uint8",
     )
-
-
-class DeviceViews:
-    """uint8 (B, 3, S, S) loader batches -> normalised float32 (B, V, 3, M, M) Crop-Forwarding
-    views on the batch's device, in one lcnet_fast.ops.crop_views pass (C++ on CPU, CUDA on GPU).
-
-    Equal, to float32 rounding, to build_transforms' float pipeline followed by the model's own
-    split (crop_views averages the thumbnail's bytes exactly, then normalises)."""
-
-    def __init__(self, crop_level: int, image_size: int, mean, std):
-        self.level, self.size = int(crop_level), int(image_size)
-        self.mean, self.std = tuple(mean), tuple(std)
-
-    @classmethod
-    def from_config(cls, data: DataConfig, model: ModelConfig) -> DeviceViews:
-        return cls(*model.view_geometry(), data.mean, data.std)
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        from lcnet_fast.ops.crop_views import crop_views
-
-        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-            raise TypeError(
-                f"DeviceViews takes uint8 (B, 3, S, S) image batches (transforms_for's output), "
-                f"got dtype {images.dtype} shape {tuple(images.shape)}"
-            )
-        # (B, S, S, 3) strided view: crop_views reads any strides, no copy
-        return crop_views(images.permute(0, 2, 3, 1), self.level, self.size, self.mean, self.std)
 
 
 def build_split(

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from lcnet_fast.device import pick_device  # noqa: F401 (re-exported: its old home)
 from lcnet_fast.errors import CollectiveTimeoutError
 
 
@@ -43,18 +44,6 @@ class DistInfo:
 
 def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
-
-
-def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> cuda:<local_rank> when a GPU is visible, else cpu; anything else as given."""
-    if preference == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        return torch.device("cpu")
-    device = torch.device(preference)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
-    return device
 
 
 def init_distributed(device: torch.device, timeout_s: float = 300.0) -> DistInfo:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lcnet_fast.device import autocast, resolve_precision  # noqa: F401 (re-exported)
 from lcnet_fast.engine import seeding
 from lcnet_fast.engine.distributed import DistInfo, all_reduce_sum
 from lcnet_fast.engine.ema import ModelEMA
@@ -34,19 +35,6 @@ def check_finite_scores(scores: np.ndarray, what: str, consequence: str) -> None
             f"{what} are NaN/inf for {int(bad_rows.sum())} of {len(bad_rows)} images: the "
             f"model's weights diverged; {consequence}"
         )
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' -> bf16 on CUDA, fp32 elsewhere (CPU bf16 autocast is slow on most CPUs)."""
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @dataclass

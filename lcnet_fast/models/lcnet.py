@@ -13,6 +13,11 @@ from lcnet_fast.models.positional import position_table
 
 
 class LCNet(nn.Module):
+    """``LCNet.from_pretrained(path)`` (a trained run's model) is attached by
+    lcnet_fast/inference.py: models/ read no files. Any import of this module runs
+    ``lcnet_fast/__init__.py`` first, which imports lcnet_fast.inference, so the method is always
+    there."""
+
     def __init__(
         self,
         num_classes: int,
@@ -74,19 +79,6 @@ class LCNet(nn.Module):
             for _ in range(num_layers)
         )
         self.head = PerClassLinear(num_classes, d_model)
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str, device: torch.device | str = "cpu", weights: str | None = None
-    ) -> "LCNet":
-        """The model of a run directory (its best, else last checkpoint) or checkpoint file written
-        by ``python -m lcnet_fast.train``, in eval mode on `device`, with the run's reported weights
-        (`weights="ema"|"model"` to choose). Attached: ``model.classes`` (class names, logit
-        order), ``model.preprocess`` (crop_level, image_size, input_size, mean, std) and
-        ``model.checkpoint_path``. See lcnet_fast.inference.Predictor for images -> labels."""
-        from lcnet_fast.inference import load_model
-
-        return load_model(path, device, weights)
 
     def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, k*M, k*M) images or (B, V, 3, M, M) views -> (B, V*h*w, d): backbone tokens +
