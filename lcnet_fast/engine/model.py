@@ -7,7 +7,10 @@ shared with inference and lives in lcnet_fast/model_config.py; it is re-exported
 
 from __future__ import annotations
 
-from lcnet_fast.config import ModelConfig
+import torch
+
+from lcnet_fast.config import ConfigError, ModelConfig, RunConfig
+from lcnet_fast.engine.data import Splits
 from lcnet_fast.model_config import (  # noqa: F401 (re-exported: their old home)
     ARCHITECTURE_KEYS,
     RECORDED_DEFAULTS,
@@ -42,3 +45,25 @@ def model_config_from(cfg: ModelConfig, num_classes: int, label_embedding_dim: i
         "max_views_per_call": cfg.max_views_per_call or None,
         "label_embedding_dim": label_embedding_dim,
     }
+
+
+def label_graph_init(cfg: RunConfig, splits: Splits) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(label embeddings (C, E), correlation init (C, C) or None = cosine of the embeddings)."""
+    num_classes = len(splits.classes)
+    if cfg.data.label_embeddings == "one_hot":
+        embeddings = torch.eye(num_classes)
+    else:
+        from lcnet_fast.data import load_word_vectors
+
+        embeddings = torch.as_tensor(
+            load_word_vectors(cfg.data.label_embeddings, splits.classes), dtype=torch.float32
+        )
+    if cfg.data.correlation_init == "cosine":
+        return embeddings, None
+    if cfg.data.correlation_init == "cooccurrence":
+        from lcnet_fast.data import cooccurrence
+
+        return embeddings, torch.as_tensor(cooccurrence(splits.train.labels), dtype=torch.float32)
+    raise ConfigError(
+        f"data.correlation_init must be cosine or cooccurrence, got {cfg.data.correlation_init!r}"
+    )

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from lcnet_fast import train as train_module
 from lcnet_fast.checkpoint import load_checkpoint
 from lcnet_fast.config import ConfigError, RunConfig, resolve_config
+from lcnet_fast.engine import run as run_module
 from lcnet_fast.engine.report import summary
 from lcnet_fast.evaluate import main as evaluate_main
 from lcnet_fast.metrics import multilabel_metrics, score_spread
@@ -59,8 +59,9 @@ class ImageBlind(nn.Module):
 
 
 def test_collapsed_run_is_reported(tiny_args, tmp_path, monkeypatch, capsys):
-    real_build = train_module.build_model
-    monkeypatch.setattr(train_module, "build_model", lambda *a, **k: ImageBlind(real_build(*a, **k)))
+    # Run (lcnet_fast/engine/run.py) looks build_model up in its own module
+    real_build = run_module.build_model
+    monkeypatch.setattr(run_module, "build_model", lambda *a, **k: ImageBlind(real_build(*a, **k)))
     run = tmp_path / "blind"
     assert main(tiny_args(run)) == 0
     printed = capsys.readouterr().out

@@ -10,6 +10,7 @@ import yaml
 
 from lcnet_fast import train as train_module
 from lcnet_fast.checkpoint import load_checkpoint
+from lcnet_fast.engine import run as run_module
 from lcnet_fast.engine.data import EmptySplitError
 from lcnet_fast.engine.loop import NonFiniteLossError
 from lcnet_fast.train import main
@@ -100,7 +101,7 @@ def test_resume_refuses_to_change_the_run(tiny_run):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(
     tiny_args, no_temp_files, tmp_path, monkeypatch
 ):
-    real = train_module.build_criterion
+    real = run_module.build_criterion  # what Run (lcnet_fast/engine/run.py) calls
 
     def nan_at_second_call(cfg):
         criterion, calls = real(cfg), {"n": 0}
@@ -112,7 +113,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
 
         return loss
 
-    monkeypatch.setattr(train_module, "build_criterion", nan_at_second_call)
+    monkeypatch.setattr(run_module, "build_criterion", nan_at_second_call)
     run_dir = tmp_path / "run"
     with pytest.raises(
         NonFiniteLossError, match=r"training loss is nan at step 2 \(epoch 1, batch 2\)"

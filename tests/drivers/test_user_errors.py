@@ -9,8 +9,8 @@ import os
 import pytest
 
 from lcnet_fast import checkpoint as ckpt
-from lcnet_fast import train as train_module
 from lcnet_fast.checkpoint import load_checkpoint
+from lcnet_fast.engine import run as run_module
 from lcnet_fast.engine.cli import run_cli
 from lcnet_fast.evaluate import main as evaluate_main
 from lcnet_fast.train import main as train_main
@@ -162,14 +162,14 @@ def test_disk_full_while_saving_keeps_the_last_good_checkpoint(
 
 
 def test_non_finite_validation_scores(tiny_args, tmp_path, monkeypatch, capsys):
-    real = train_module.score_split
+    real = run_module.score_split  # what Run (lcnet_fast/engine/run.py) calls
 
     def nan_scores(*args, **kwargs):
         indices, scores, *rest = real(*args, **kwargs)
         scores[0, 0] = float("nan")
         return indices, scores, *rest
 
-    monkeypatch.setattr(train_module, "score_split", nan_scores)
+    monkeypatch.setattr(run_module, "score_split", nan_scores)
     run_dir = tmp_path / "run"
     code, err = _cli(train_main, tiny_args(run_dir), capsys)
     _one_error(code, err, "validation scores after epoch 1 are NaN/inf for 1 of 8 images")

@@ -10,6 +10,7 @@ import pytest
 
 from lcnet_fast import train as train_module
 from lcnet_fast.checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
+from lcnet_fast.engine import run as run_module
 from lcnet_fast.engine.data import EmptySplitError
 from lcnet_fast.train import main
 
@@ -73,13 +74,13 @@ def test_run_failing_before_its_first_checkpoint_removes_only_what_it_created(
 ):
     """A NaN loss at the first step: no checkpoint, so the attempt's files go; a user's file in
     an existing --output directory stays."""
-    real = train_module.build_criterion
+    real = run_module.build_criterion  # what Run (lcnet_fast/engine/run.py) calls
 
     def nan_loss(cfg):
         criterion = real(cfg)
         return lambda logits, targets: criterion(logits, targets) * float("nan")
 
-    monkeypatch.setattr(train_module, "build_criterion", nan_loss)
+    monkeypatch.setattr(run_module, "build_criterion", nan_loss)
     with pytest.raises(train_module.NonFiniteLossError):
         main(tiny_args(tmp_path / "new"))
     assert not (tmp_path / "new").exists()
