@@ -39,7 +39,8 @@ def test_augmentation_switches():
         True, 1, 32, augment={"hflip": 1.0, "randaugment": False, "cutout": False}
     )
     assert torch.allclose(flip_only(img), off(img).flip(-1))
-    names = [type(s).__name__ for s in build_transforms(True, 1, 32).transforms]
+    steps = build_transforms(True, 1, 32).transforms
+    names = [type(m).__name__ for s in steps for m in ([s] + list(s.children()))]
     assert "RandAugment" in names and "Cutout" in names and "RandomHorizontalFlip" in names
     names = [type(s).__name__ for s in build_transforms(False, 1, 32, augment=True).transforms]
     assert "RandAugment" not in names and "Cutout" not in names
