@@ -38,6 +38,7 @@ import yaml
 from lcnet_fast.checkpoint import Checkpoint
 from lcnet_fast.config import (
     ConfigError,
+    ConfigHelpAction,
     RunConfig,
     config_to_dict,
     parse_override_tokens,
@@ -70,11 +71,23 @@ from lcnet_fast.errors import (  # noqa: F401
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
+    """(the driver's own options, the config overrides). The overrides are every token argparse
+    does not know, parsed by parse_override_tokens; -h/--help lists the config keys as argument
+    groups (lcnet_fast/config/help.py) but they are never parsed by argparse."""
     parser = argparse.ArgumentParser(
         prog="python -m lcnet_fast.train",
-        description="Train LCNet. Any config value can be set with --section.key VALUE or "
-        "--key VALUE (see lcnet_fast/config.py or --print-config); precedence: "
-        "CLI > --config YAML > --preset > defaults.",
+        description="Train LCNet. Every config key listed below by section can be set with "
+        "--section.key VALUE, or --key VALUE when the name is unique across sections (dashes and "
+        "underscores alike; a boolean key alone means true; lists comma-separated). Precedence: "
+        "command line > --config YAML > --preset > the defaults shown. --print-config prints "
+        "the resolved config.",
+        add_help=False,
+    )
+    parser.add_argument(
+        "-h",
+        "--help",
+        action=ConfigHelpAction,
+        help="show this help, with every config key by section, and exit",
     )
     parser.add_argument("--config", help="YAML file with (nested) config values")
     parser.add_argument(
