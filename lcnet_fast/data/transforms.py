@@ -10,27 +10,29 @@ return) or a PIL image.
 
 Where the augmentation runs (:class:`ResizeAugment`). Resizing first makes flip + RandAugment
 run on the output square: at crop level 3 x 448 that is a 1344-px image, about 6x the pixels of a
-640x480 COCO photo, and RandAugment then costs about 10x the whole evaluation transform. So the
-train transform runs flip + RandAugment at whichever resolution has fewer pixels: on the source
-image when it has fewer pixels than the output (then resizes), else on the resized image (the
-order above). Chosen over augmenting on the device because it keeps the loader's contract (uint8
-square out of the workers) and needs no GPU; chosen over a fixed intermediate square because it
-never resamples twice.
+640x480 COCO photo, and the train transform then costs 11-14x the evaluation transform per image
+(decode included; BENCHMARKS.md). So the train transform runs flip + RandAugment at whichever
+resolution has fewer pixels: on the source image when it has fewer pixels than the output (then
+resizes), else on the resized image (the order above): 2.1-2.3x the evaluation transform there.
+Chosen over augmenting on the device because it keeps the loader's contract (uint8 square out of
+the workers) and needs no GPU; chosen over a fixed intermediate square because it never resamples
+twice.
 
-What is the same when it runs on the source (verified by tests/data/test_transforms.py):
+What is the same when it runs on the source (tests/data/test_transforms_resolution.py):
 
 - every random draw, in the same order (flip, RandAugment's op and sign draws, Cutout), so a
   seed picks the same flip, the same ops with the same magnitudes and the same Cutout hole;
 - the geometric ops are the same transforms of the output square. RandAugment's translate is in
   pixels of the image it sees and its rotate/shear are angles, so running it as is on a
   non-square source and then stretching to the square would change them (a 9 degree rotation of
-  a 4:3 photo turns the square's horizontal edges by 12 and its vertical ones by 7 degrees).
+  a 4:3 photo, stretched to the square, turns horizontal lines by 12 degrees, vertical ones by 7).
   Instead each geometric op's inverse matrix is computed for the output square (exactly as
   ``F.affine``/``F.rotate`` would) and conjugated by the source->output scale, then sampled on
   the source grid (nearest, fill 0, as RandAugment does): resize after it = the op after resize,
   up to resampling;
-- the horizontal flip commutes with the resize; Cutout stays after the resize (a fill of a square
-  whose side is a fraction of the output side, drawn in output pixels as before).
+- the horizontal flip commutes with the resize (bitwise, at every size tried); Cutout stays
+  after the resize (a fill of a square whose side is a fraction of the output side, drawn in
+  output pixels as before).
 
 What differs (resolution only, not the distribution of parameters): pixel ops (Solarize,
 Posterize, Brightness, Color) are applied before rather than after the bilinear upsampling, so
@@ -38,7 +40,11 @@ edges they create are interpolated; Equalize's histogram and Contrast's mean are
 source pixels instead of their interpolation; nearest-neighbour sampling of the geometric ops is
 at source pixel scale; Sharpness's 3x3 kernel spans 3 source pixels, i.e. ``3 * scale`` output
 pixels (about 6-8 at COCO -> 1344): it blurs/sharpens the photo's real detail, where on the
-upsampled image it acted on interpolated pixels that hold little detail at that scale. Sources
+upsampled image it acted on interpolated pixels that hold little detail at that scale. On a
+photo-like 640x480 image at 1344 px the outputs for the same seed differ by at most ~1.3 grey
+levels on average over 16x16 blocks; hard edges that cross Solarize's threshold differ most (on
+an 8-px checkerboard, Solarize draws moved that channel's mean by ~11 of 255). All of these
+grow with the upscale factor: a thumbnail blown up 10x is augmented at thumbnail scale. Sources
 with at least as many pixels as the output (and flip-only or no augmentation) use the old order
 and give exactly the old result for the same RNG state, e.g. the synthetic data, whose images
 are the output size.
@@ -248,7 +254,8 @@ class ResizeAugment(torch.nn.Module):
     """Resize to ``size`` + horizontal flip + RandAugment, the augmentation run at whichever of
     the source and the output has fewer pixels (see the module docstring). Same random draws in
     the same order either way; the old order (resize first) whenever the source has at least the
-    output's pixels or RandAugment is off, which gives exactly the old result."""
+    output's pixels or RandAugment is off, which gives exactly the old result. Takes a tensor
+    image ``(..., C, H, W)``: :func:`build_transforms` puts ``v2.ToImage`` before it."""
 
     def __init__(
         self,
