@@ -60,8 +60,9 @@ def test_objects_match_labels_and_decoys_carry_no_label():
 
 def test_background_tint_is_independent_of_the_labels():
     ds = scenes(1500, 32)
-    tint = np.array([ds.load(i).double().reshape(3, -1).median(dim=1).values.numpy()
-                     for i in range(len(ds))])
+    tint = np.array(
+        [ds.load(i).double().reshape(3, -1).median(dim=1).values.numpy() for i in range(len(ds))]
+    )
     labels = ds.labels.numpy().astype(float)
     for c in range(10):
         for channel in range(3):
