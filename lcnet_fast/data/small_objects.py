@@ -1,4 +1,5 @@
-"""The "small_objects" synthetic scenes: a benchmark where LCNet's mechanisms have something to find.
+"""The "small_objects" synthetic scenes: a benchmark where LCNet's mechanisms have something to
+find.
 
 Why this design (EXPERIMENTS.md, "The small-objects benchmark", has the reasoning in full):
 

@@ -305,7 +305,8 @@ def markdown(result: dict) -> str:
             )
     collapsed = [f"`{e['row']}` ({e['collapsed_runs']})" for e in agg if e.get("collapsed_runs")]
     if collapsed:
-        lines += ["", "Collapsed runs (test scores independent of the image): " + ", ".join(collapsed)]
+        note = "Collapsed runs (test scores independent of the image): "
+        lines += ["", note + ", ".join(collapsed)]
     tiny_names = [n for n in agg[0]["tiny_AP"] if n != "mean"] if agg else []
     if tiny_names:
         lines += [

@@ -28,7 +28,6 @@ from lcnet_fast.models.attention import (
 )
 from lcnet_fast.ops.dropout_add_layer_norm import dropout_add_layer_norm
 
-
 READINGS = ("literal", "residual")
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import lcnet_fast
-from lcnet_fast.engine.model import build_model, model_config_from
 from lcnet_fast.config import ModelConfig
+from lcnet_fast.engine.model import build_model, model_config_from
 
 
 def test_forward_takes_images_and_single_views():
