@@ -72,8 +72,8 @@ def parse_args(argv):
     parser.add_argument(
         "--batch-size",
         type=int,
-        default=0,
-        help="images per batch (default: the run's eval batch size)",
+        default=None,
+        help="images per batch, >= 1 (default: the run's eval batch size)",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--num-workers", type=int, default=0)
@@ -95,10 +95,8 @@ def parse_args(argv):
         parser.error(f"--threads must be >= 0 (0 = automatic), got {args.threads}")
     if args.num_workers < 0:
         parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
-    if args.batch_size < 0:
-        parser.error(
-            f"--batch-size must be >= 1 (0 = the run's eval batch size), got {args.batch_size}"
-        )
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         parser.error(f"--threshold must be in [0, 1], got {args.threshold}")
     return args, parse_override_tokens(rest)
@@ -134,7 +132,7 @@ def data_config(checkpoint, args, overrides: dict) -> tuple[DataConfig, ModelCon
         cfg.data.synthetic_image_size = pre["input_size"]
     threshold = args.threshold if args.threshold is not None else cfg.train.threshold
     args.collapse_spread = cfg.train.collapse_spread
-    batch = args.batch_size or cfg.train.eval_batch_size
+    batch = args.batch_size if args.batch_size is not None else cfg.train.eval_batch_size
     return cfg.data, model_cfg, threshold, batch
 
 
