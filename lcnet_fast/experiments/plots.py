@@ -15,6 +15,14 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str, title: str) -> None:
+    """Titles the figure (the run's setup, small), writes it to path as PNG and closes it."""
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _variant(model: dict) -> str:
     if model.get("arch") == "pooled":
         return "pooled baseline"
@@ -100,14 +108,13 @@ def plot_ablation(result: dict, path: str) -> None:
             ax.set_xticks(sorted({p[0] for pts in by_crop.values() for p in pts}))
             ax.legend(fontsize=8)
     setup = result["setup"]
-    fig.suptitle(
+    _save(
+        plt,
+        fig,
+        path,
         f"{setup['dataset']}, {setup['backbone']}, {setup['epochs']} epochs, "
         f"seeds {setup['seeds']} (mean ± std)",
-        fontsize=9,
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_cost(result: dict, path: str) -> None:
@@ -130,12 +137,11 @@ def plot_cost(result: dict, path: str) -> None:
         ax.tick_params(axis="x", rotation=45, labelsize=8)
         ax.legend(fontsize=8)
     setup = result["setup"]
-    fig.suptitle(
+    _save(
+        plt,
+        fig,
+        path,
         f"{setup['device']}, {setup['backbone']} {setup['image_size']} px views, "
         f"batch {setup['batch_size']}, {setup['precision']}, median of "
         f"{setup['rounds']} interleaved rounds",
-        fontsize=9,
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
