@@ -137,6 +137,12 @@ def _num_warps(block_d: int) -> int:
     return min(max(block_d // 256, 1), 8)
 
 
+def _launch_meta(x: torch.Tensor, mask: torch.Tensor | None) -> dict:
+    """The compile-time arguments both kernels launch with (raises for too-wide rows)."""
+    block_d = _block_d(x)
+    return dict(HAS_MASK=mask is not None, BLOCK_D=block_d, num_warps=_num_warps(block_d))
+
+
 def _num_programs(x: torch.Tensor, rows: int) -> int:
     if x.device.type == "cuda":
         sms = torch.cuda.get_device_properties(x.device).multi_processor_count
@@ -167,7 +173,7 @@ def forward(
     rows = x.numel() // d
     if rows == 0:
         return out, mean, rstd
-    block_d = _block_d(x)
+    meta = _launch_meta(x, mask)
     wrap_triton(_dropout_add_layer_norm_fwd_kernel)[(rows,)](
         x.contiguous(),
         residual.contiguous(),
@@ -180,9 +186,7 @@ def forward(
         d,
         scale,
         eps,
-        HAS_MASK=mask is not None,
-        BLOCK_D=block_d,
-        num_warps=_num_warps(block_d),
+        **meta,
     )
     return out, mean, rstd
 
@@ -203,7 +207,7 @@ def backward(
     rows = x.numel() // d
     if rows == 0:
         return dx, dres, torch.zeros_like(weight), torch.zeros_like(weight)
-    block_d = _block_d(x)
+    meta = _launch_meta(x, mask)
     n_prog = _num_programs(x, rows)
     rows_per_program = triton.cdiv(rows, n_prog)
     dw_part = torch.empty((n_prog, d), dtype=torch.float32, device=x.device)
@@ -224,8 +228,6 @@ def backward(
         d,
         rows_per_program,
         scale,
-        HAS_MASK=mask is not None,
-        BLOCK_D=block_d,
-        num_warps=_num_warps(block_d),
+        **meta,
     )
     return dx, dres, dw_part.sum(0).to(weight.dtype), db_part.sum(0).to(weight.dtype)
