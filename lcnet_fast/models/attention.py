@@ -17,6 +17,17 @@ from lcnet_fast.ops.cross_attention import cross_attention
 QUERY, KEY, VALUE = 0, 1, 2
 
 
+def feed_forward(d_model: int, dim_feedforward: int, dropout: float) -> nn.Sequential:
+    """The FFN of the GAT and LLCD layers: Linear -> ReLU -> Dropout -> Linear (state-dict keys
+    .0 and .3, as the reference checkpoints have them)."""
+    return nn.Sequential(
+        nn.Linear(d_model, dim_feedforward),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(dim_feedforward, d_model),
+    )
+
+
 class ProjectedAttention(nn.Module):
     def __init__(self, d_model: int, num_heads: int, dropout: float):
         super().__init__()

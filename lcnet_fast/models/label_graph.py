@@ -11,7 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lcnet_fast.models.attention import KEY, QUERY, VALUE, ProjectedAttention, project
+from lcnet_fast.models.attention import (
+    KEY,
+    QUERY,
+    VALUE,
+    ProjectedAttention,
+    feed_forward,
+    project,
+)
 
 
 class GATLayer(nn.Module):
@@ -19,12 +26,7 @@ class GATLayer(nn.Module):
         super().__init__()
         self.attention = ProjectedAttention(d_model, num_heads, dropout)
         self.norm1 = nn.LayerNorm(d_model)
-        self.ffn = nn.Sequential(
-            nn.Linear(d_model, dim_feedforward),
-            nn.ReLU(),
-            nn.Dropout(dropout),
-            nn.Linear(dim_feedforward, d_model),
-        )
+        self.ffn = feed_forward(d_model, dim_feedforward, dropout)
         self.norm2 = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 

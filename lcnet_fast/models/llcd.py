@@ -23,6 +23,7 @@ from lcnet_fast.models.attention import (
     QUERY,
     VALUE,
     ProjectedAttention,
+    feed_forward,
     is_batch_broadcast,
     project,
 )
@@ -64,12 +65,7 @@ class LLCDLayer(nn.Module):
         self.norm_int5 = nn.LayerNorm(d_model)
         self.norm_int6 = nn.LayerNorm(d_model)
         self.norm_out = nn.LayerNorm(d_model)
-        self.mlp = nn.Sequential(
-            nn.Linear(d_model, dim_feedforward),
-            nn.ReLU(),
-            nn.Dropout(dropout),
-            nn.Linear(dim_feedforward, d_model),
-        )
+        self.mlp = feed_forward(d_model, dim_feedforward, dropout)
         self.dropout = nn.Dropout(dropout)
 
     def _add_norm(
