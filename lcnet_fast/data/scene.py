@@ -182,24 +182,22 @@ def sample_objects(
     present = np.flatnonzero(labels == 1)
     large = [c for c in present if not CATALOGUE[c].tiny]
     tiny = [c for c in present if CATALOGUE[c].tiny]
+
+    def add(c, size_range, min_size: int, margin: int, kind: str = "object") -> None:
+        size = max(min_size, int(round(image_size * rng.uniform(*size_range))))
+        box = _place(rng, size, image_size, taken, margin)
+        taken.append(box)
+        objects.append(SceneObject(int(c), box, kind))
+
     for c in large:
         for _ in range(1 + int(rng.random() < 0.25)):
-            size = max(4, int(round(image_size * rng.uniform(*LARGE_SIZE))))
-            box = _place(rng, size, image_size, taken, 1)
-            taken.append(box)
-            objects.append(SceneObject(int(c), box))
+            add(c, LARGE_SIZE, 4, 1)
     for c in tiny:
         for _ in range(1 + int(rng.random() < 0.5)):
-            size = max(3, int(round(image_size * rng.uniform(*TINY_SIZE))))
-            box = _place(rng, size, image_size, taken, 2)
-            taken.append(box)
-            objects.append(SceneObject(int(c), box))
+            add(c, TINY_SIZE, 3, 2)
     for c in range(len(labels)):
         if CATALOGUE[c].tiny and rng.random() < p_decoy:
-            size = max(3, int(round(image_size * rng.uniform(*TINY_SIZE))))
-            box = _place(rng, size, image_size, taken, 2)
-            taken.append(box)
-            objects.append(SceneObject(int(c), box, "decoy"))
+            add(c, TINY_SIZE, 3, 2, "decoy")
     return objects
 
 
