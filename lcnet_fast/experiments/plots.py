@@ -107,14 +107,8 @@ def plot_ablation(result: dict, path: str) -> None:
             ax.set_title("Crop-Forwarding (Table 7)")
             ax.set_xticks(sorted({p[0] for pts in by_crop.values() for p in pts}))
             ax.legend(fontsize=8)
-    setup = result["setup"]
-    _save(
-        plt,
-        fig,
-        path,
-        f"{setup['dataset']}, {setup['backbone']}, {setup['epochs']} epochs, "
-        f"seeds {setup['seeds']} (mean ± std)",
-    )
+    heading = "{dataset}, {backbone}, {epochs} epochs, seeds {seeds} (mean ± std)"
+    _save(plt, fig, path, heading.format(**result["setup"]))
 
 
 def plot_cost(result: dict, path: str) -> None:
@@ -136,12 +130,8 @@ def plot_cost(result: dict, path: str) -> None:
         ax.set_title(title, fontsize=10)
         ax.tick_params(axis="x", rotation=45, labelsize=8)
         ax.legend(fontsize=8)
-    setup = result["setup"]
-    _save(
-        plt,
-        fig,
-        path,
-        f"{setup['device']}, {setup['backbone']} {setup['image_size']} px views, "
-        f"batch {setup['batch_size']}, {setup['precision']}, median of "
-        f"{setup['rounds']} interleaved rounds",
+    heading = (
+        "{device}, {backbone} {image_size} px views, batch {batch_size}, {precision}, "
+        "median of {rounds} interleaved rounds"
     )
+    _save(plt, fig, path, heading.format(**result["setup"]))
