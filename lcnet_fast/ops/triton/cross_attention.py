@@ -150,47 +150,24 @@ def forward(
     )
     qk_scale = scale * LOG2E
     in_strides = (*q.stride(), *k.stride(), *v.stride())
-    if splits == 1:
+    if splits == 1:  # the plain kernel: writes out and lse itself (split stride 0)
+        o_dst, l_dst = out, lse
         so, sl = out.stride(), lse.stride()
-        wrap_triton(fwd_kernel)[(b * h, triton.cdiv(nq, bm), 1)](
-            q,
-            k,
-            v,
-            out,
-            lse,
-            *in_strides,
-            so[0],
-            so[1],
-            0,
-            so[2],
-            so[3],
-            sl[0],
-            sl[1],
-            0,
-            sl[2],
-            h,
-            nq,
-            nk,
-            dh,
-            per_split,
-            qk_scale,
-            seed_arg,
-            p_arg,
-            **consts,
-        )
-        return out, lse
-    o_part = q.new_empty((b, h, splits, nq, dh), dtype=torch.float32)
-    l_part = q.new_empty((b, h, splits, nq), dtype=torch.float32)
-    _check_int32_rows(split_partials=o_part)
+        o_strides, l_strides = (so[0], so[1], 0, so[2], so[3]), (sl[0], sl[1], 0, sl[2])
+    else:  # split-KV: fp32 partials per split, merged by the combine kernel
+        o_dst = q.new_empty((b, h, splits, nq, dh), dtype=torch.float32)
+        l_dst = q.new_empty((b, h, splits, nq), dtype=torch.float32)
+        _check_int32_rows(split_partials=o_dst)
+        o_strides, l_strides = o_dst.stride(), l_dst.stride()
     wrap_triton(fwd_kernel)[(b * h, triton.cdiv(nq, bm), splits)](
         q,
         k,
         v,
-        o_part,
-        l_part,
+        o_dst,
+        l_dst,
         *in_strides,
-        *o_part.stride(),
-        *l_part.stride(),
+        *o_strides,
+        *l_strides,
         h,
         nq,
         nk,
@@ -201,9 +178,11 @@ def forward(
         p_arg,
         **consts,
     )
+    if splits == 1:
+        return out, lse
     wrap_triton(combine_kernel)[(b * h, triton.cdiv(nq, bm))](
-        o_part,
-        l_part,
+        o_dst,
+        l_dst,
         out,
         lse,
         *_store_strides(out),
