@@ -29,7 +29,8 @@ _PAPER = {
         "token_norm": False,
     },
     "loss": {"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05},
-    "optim": {"lr": 5e-5},
+    # one learning rate for the whole model, as the paper trains it
+    "optim": {"lr": 5e-5, "decoder_lr_scale": 1.0},
     "train": {
         "epochs": 80,
         "batch_size": 56,

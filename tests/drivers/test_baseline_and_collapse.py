@@ -117,4 +117,12 @@ def test_decoder_lr_scale_sets_the_non_backbone_groups():
         seen += len(ids)
     assert seen == sum(1 for _ in model.parameters())
     # one rate: the two-group layout (decay / no decay) that older checkpoints hold
-    assert len(build_optimizer(model, RunConfig()).param_groups) == 2
+    one_rate = resolve_config(overrides={"optim.decoder_lr_scale": 1.0})
+    assert len(build_optimizer(model, one_rate).param_groups) == 2
+    assert len(build_optimizer(model, RunConfig()).param_groups) == 4  # default scale 0.3
+
+
+def test_trainer_default_and_paper_presets_decoder_lr_scale():
+    assert RunConfig().optim.decoder_lr_scale == 0.3
+    for preset in ("paper-coco", "paper-voc", "paper-rope"):
+        assert resolve_config(preset=preset).optim.decoder_lr_scale == 1.0

@@ -16,7 +16,9 @@ from lcnet_fast.train import main
 
 def test_huge_learning_rate_stops_and_keeps_the_last_good_checkpoint(tiny_args, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    code = run_cli(lambda: main(tiny_args(run_dir, "--lr", "1e2")))
+    # one rate for the whole model: the step at which it diverges is pinned below
+    argv = tiny_args(run_dir, "--lr", "1e2", "--optim.decoder_lr_scale", "1")
+    code = run_cli(lambda: main(argv))
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith("error: training diverged at step 2 (epoch 1)"), err
