@@ -14,12 +14,14 @@ every module part of a "cycle"). Importing the package root explicitly (`import 
 lcnet_fast import LCNet`) is an edge to the root and does count.
 """
 
-import ast
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from import_graph import find_cycle
+from import_graph import import_graph as shared_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "lcnet_fast"
@@ -27,77 +29,8 @@ MAX_LINES = 450
 SOURCE_SUFFIXES = (".py", ".cpp", ".h", ".cu", ".cuh")
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def package_modules() -> dict[str, Path]:
-    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
-
-
-def is_module(dotted: str, modules: dict[str, Path]) -> bool:
-    """Whether `dotted` is a module of the source tree or the compiled extension (rather than an
-    attribute of a module)."""
-    return dotted in modules or dotted == "lcnet_fast._C"
-
-
-def lcnet_imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
-    """The lcnet_fast modules that `path` imports anywhere in its body (functions included)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            if node.level:  # relative: from . import x, from .a import x
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                module = ".".join(base + ([node.module] if node.module else []))
-            for alias in node.names:
-                sub = f"{module}.{alias.name}"
-                found.add(sub if is_module(sub, modules) else module)
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "import_module"
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and isinstance(node.args[0].value, str)
-        ):
-            found.add(node.args[0].value)
-    return {n for n in found if n == "lcnet_fast" or n.startswith("lcnet_fast.")} - {name}
-
-
 def import_graph() -> dict[str, set[str]]:
-    modules = package_modules()
-    return {name: lcnet_imports(path, name, modules) for name, path in modules.items()}
-
-
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One cycle among the graph's own nodes (as a path a -> ... -> a), or None."""
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(node):
-        state[node] = 1
-        path.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if nxt not in graph:
-                continue
-            if state.get(nxt) == 1:
-                return path[path.index(nxt) :] + [nxt]
-            if nxt not in state and (cycle := visit(nxt)):
-                return cycle
-        path.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(graph):
-        if node not in state and (cycle := visit(node)):
-            return cycle
-    return None
+    return shared_graph(PACKAGE)
 
 
 def test_the_graph_is_read():

@@ -16,8 +16,10 @@ implicit edges would make every lazy import a "cycle". importlib.import_module("
 constant name counts like an import statement.
 """
 
-import ast
 from pathlib import Path
+
+from import_graph import find_cycle, lcnet_imports, modules_under
+from import_graph import import_graph as shared_graph
 
 ROOT = Path(__file__).resolve().parents[2]
 OPS = ROOT / "lcnet_fast" / "ops"
@@ -26,80 +28,12 @@ OPS = ROOT / "lcnet_fast" / "ops"
 ALLOWED_OUTSIDE = {"lcnet_fast._C", "lcnet_fast.errors"}
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
 def ops_modules() -> dict[str, Path]:
-    return {module_name(p): p for p in sorted(OPS.rglob("*.py"))}
-
-
-def is_module(dotted: str) -> bool:
-    """Whether the lcnet_fast name `dotted` is a module or package of the source tree (or an
-    allowed compiled one), rather than an attribute of one."""
-    if dotted in ALLOWED_OUTSIDE:
-        return True
-    path = ROOT.joinpath(*dotted.split("."))
-    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
-
-
-def lcnet_imports(path: Path, name: str) -> set[str]:
-    """The lcnet_fast modules the module imports, anywhere in its body: `import a.b` names
-    a.b, `from a import b` names a.b if that is a module, else a."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            if node.level:  # relative: from . import x, from .a import x
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                module = ".".join(base + ([node.module] if node.module else []))
-            for alias in node.names:
-                sub = f"{module}.{alias.name}"
-                found.add(sub if is_module(sub) else module)
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "import_module"
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and isinstance(node.args[0].value, str)
-        ):
-            found.add(node.args[0].value)
-    return {n for n in found if n == "lcnet_fast" or n.startswith("lcnet_fast.")}
+    return modules_under(OPS)
 
 
 def import_graph() -> dict[str, set[str]]:
-    return {name: lcnet_imports(path, name) for name, path in ops_modules().items()}
-
-
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One cycle among the graph's own nodes (as a path a -> ... -> a), or None."""
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(node):
-        state[node] = 1
-        path.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if nxt not in graph:
-                continue
-            if state.get(nxt) == 1:
-                return path[path.index(nxt) :] + [nxt]
-            if nxt not in state and (cycle := visit(nxt)):
-                return cycle
-        path.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(graph):
-        if node not in state and (cycle := visit(node)):
-            return cycle
-    return None
+    return shared_graph(OPS)
 
 
 def test_the_graph_is_read():
