@@ -5,10 +5,6 @@ environment), as opposed to a bug. Every command line tool reports them as one l
 A leaf module: it imports nothing, so every layer (ops, models, data, inference, engine, the
 drivers) may import it. The modules that raise these errors re-export them under their old
 names (``lcnet_fast.config.ConfigError``, ``lcnet_fast.checkpoint.CheckpointError``, ...).
-
-Two data-layer types, ``ImageLoadError`` and ``DatasetError``, are still defined in
-lcnet_fast/data/base.py; :data:`USER_ERRORS` lists the types defined here and engine/cli.py adds
-those two.
 """
 
 __all__ = [
@@ -18,8 +14,10 @@ __all__ = [
     "CheckpointMismatchError",
     "CollectiveTimeoutError",
     "ConfigError",
+    "DatasetError",
     "DivergenceError",
     "EmptySplitError",
+    "ImageLoadError",
     "ExportError",
     "NonFiniteLossError",
     "NonFiniteScoresError",
@@ -31,6 +29,16 @@ __all__ = [
 
 class ConfigError(ValueError):
     """A config key does not exist, a value has the wrong type, or a value is out of range."""
+
+
+class ImageLoadError(OSError):
+    """An image file is missing, truncated or not an image. The message names the file."""
+
+
+class DatasetError(ValueError):
+    """An annotation file or dataset directory is malformed, empty, or disagrees with the classes
+    it must have (unknown class name, other class columns). The message names the file and, where
+    there is one, the line or entry."""
 
 
 class CheckpointError(ValueError):
@@ -85,8 +93,8 @@ class VisualizeError(ValueError):
     """A picture cannot be drawn for this input (the message says why)."""
 
 
-#: The errors every tool reports as one line (engine/cli.py adds the data layer's ImageLoadError
-#: and DatasetError). ExportError and VisualizeError are not here: only their own tools catch them.
+#: The errors every tool reports as one line. ExportError and VisualizeError are not here: only
+#: their own tools catch them.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
     CheckpointError,
@@ -98,4 +106,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     BackendUnavailableError,
     DivergenceError,
     CollectiveTimeoutError,
+    ImageLoadError,
+    DatasetError,
 )

@@ -23,17 +23,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from lcnet_fast.errors import DatasetError, ImageLoadError  # re-exported: their old home
+
 __all__ = ["DatasetError", "ImageLoadError", "MultiLabelDataset", "load_image"]
-
-
-class ImageLoadError(OSError):
-    """An image file is missing, truncated or not an image. The message names the file."""
-
-
-class DatasetError(ValueError):
-    """An annotation file or dataset directory is malformed, empty, or disagrees with the classes
-    it must have (unknown class name, other class columns). The message names the file and, where
-    there is one, the line or entry."""
 
 
 def load_image(path: str) -> torch.Tensor:

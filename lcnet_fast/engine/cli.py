@@ -1,19 +1,17 @@
 """The one way every `python -m lcnet_fast.<tool>` turns a known user error into one clear line,
 and the tools' shared --threads option.
 
-Imports only the error types (lcnet_fast/errors.py and the data layer's two), never a driver:
-every tool, train included, imports this module."""
+Imports only the error types (lcnet_fast/errors.py), never a driver: every tool, train included,
+imports this module."""
 
 import os
 import sys
 from collections.abc import Callable
 
 from lcnet_fast import errors
-from lcnet_fast.data.base import DatasetError, ImageLoadError
 
-#: every known user error: lcnet_fast.errors.USER_ERRORS and the data layer's ImageLoadError and
-#: DatasetError (defined in lcnet_fast/data/base.py)
-USER_ERRORS: tuple[type[BaseException], ...] = (*errors.USER_ERRORS, ImageLoadError, DatasetError)
+#: every known user error (lcnet_fast/errors.py)
+USER_ERRORS: tuple[type[BaseException], ...] = errors.USER_ERRORS
 
 
 def run_cli(main: Callable[[], int], extra_errors: tuple[type[BaseException], ...] = ()) -> int:
