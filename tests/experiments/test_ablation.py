@@ -15,6 +15,17 @@ from lcnet_fast.experiments.stats import fmt_mean_std
 ROWS = "d1_c2,d1_c2_nograph"
 
 
+def _argv(out, tiny_train_args, seeds: str, output: str, *flags: str) -> list[str]:
+    """The ablation CLI over ROWS for 1 epoch, run directories under out/runs."""
+    return [
+        "ablation",
+        *("--rows", ROWS, "--seeds", seeds, "--epochs", "1"),
+        *("--output", output, "--runs-dir", str(out / "runs")),
+        *flags,
+        *tiny_train_args,
+    ]
+
+
 @pytest.fixture(scope="module")
 def ablation_run(tmp_path_factory, tiny_train_args):
     out = tmp_path_factory.mktemp("ablation")
@@ -28,20 +39,7 @@ def ablation_run(tmp_path_factory, tiny_train_args):
 
     train_module.train = recording_train
     try:
-        argv = [
-            "ablation",
-            "--rows",
-            ROWS,
-            "--seeds",
-            "3",
-            "--epochs",
-            "1",
-            "--output",
-            str(out / "results"),
-            "--runs-dir",
-            str(out / "runs"),
-            *tiny_train_args,
-        ]
+        argv = _argv(out, tiny_train_args, "3", str(out / "results"))
         assert experiments_main(argv) == 0
     finally:
         train_module.train = original
@@ -80,21 +78,7 @@ def test_outputs_equal_the_runs(ablation_run):
 
 def test_rerun_reuses_finished_runs(ablation_run, tiny_train_args, capsys):
     out, _ = ablation_run
-    argv = [
-        "ablation",
-        "--rows",
-        ROWS,
-        "--seeds",
-        "3",
-        "--epochs",
-        "1",
-        "--output",
-        str(out / "again"),
-        "--runs-dir",
-        str(out / "runs"),
-        "--no-plot",
-        *tiny_train_args,
-    ]
+    argv = _argv(out, tiny_train_args, "3", str(out / "again"), "--no-plot")
     assert experiments_main(argv) == 0
     first = json.loads((out / "results" / "ablation.json").read_text())
     again = json.loads((out / "again" / "ablation.json").read_text())
@@ -119,6 +103,25 @@ def _run(row, seed, m_ap, tiny):
     }
 
 
+def _setup(seeds: list[int]) -> dict:
+    """The setup block of a result, for markdown() on hand-made runs."""
+    return dict(
+        dataset="synthetic",
+        train_images=1,
+        test_images=1,
+        num_classes=2,
+        backbone="b",
+        pretrained=False,
+        view_size=64,
+        d_model=8,
+        epochs=1,
+        batch_size=1,
+        lr=1.0,
+        seeds=seeds,
+        weights="EMA",
+    )
+
+
 def test_aggregate_mean_std_and_paired_delta():
     rows = expand_rows("d1_c1,d2_c1")
     runs = [
@@ -136,21 +139,7 @@ def test_aggregate_mean_std_and_paired_delta():
             "command": "c",
             "baseline": "d1_c1",
             "rows": agg,
-            "setup": dict(
-                dataset="synthetic",
-                train_images=1,
-                test_images=1,
-                num_classes=2,
-                backbone="b",
-                pretrained=False,
-                view_size=64,
-                d_model=8,
-                epochs=1,
-                batch_size=1,
-                lr=1.0,
-                seeds=[0, 1],
-                weights="EMA",
-            ),
+            "setup": _setup([0, 1]),
         }
     )
     assert "| 83.0 ± 2.8 | +2.0 ± 1.4 |" in text
@@ -177,23 +166,8 @@ def test_paired_differences_and_pooled_rows_in_the_table():
     agg = aggregate(
         rows, [_run("pooled_c2", 0, 89.0, 70.0), _run("d2_c2_literal", 0, 80.0, 60.0)], "pooled_c2"
     )
-    setup = dict(
-        dataset="synthetic",
-        train_images=1,
-        test_images=1,
-        num_classes=2,
-        backbone="b",
-        pretrained=False,
-        view_size=64,
-        d_model=8,
-        epochs=1,
-        batch_size=1,
-        lr=1.0,
-        seeds=[0],
-        weights="EMA",
-    )
     text = markdown(
-        {"command": "c", "baseline": "pooled_c2", "rows": agg, "setup": setup, "pairs": pairs}
+        {"command": "c", "baseline": "pooled_c2", "rows": agg, "setup": _setup([0]), "pairs": pairs}
     )
     assert "| `pooled_c2` | pooled head | - | 2 (" in text
     assert "| `d2_c2_literal` | 2 | literal | 2 (" in text and "| -9.0 |" in text
@@ -209,22 +183,8 @@ def test_finished_only_and_configs_saved_before_a_new_key(ablation_run, tiny_tra
     config_path.write_text(
         "\n".join(li for li in original.splitlines() if "max_weight_growth" not in li) + "\n"
     )
-    argv = [
-        "ablation",
-        "--rows",
-        ROWS,
-        "--seeds",
-        "3,4",  # seed 4 was never trained: --finished-only leaves it out
-        "--epochs",
-        "1",
-        "--output",
-        str(out / "finished"),
-        "--runs-dir",
-        str(out / "runs"),
-        "--no-plot",
-        "--finished-only",
-        *tiny_train_args,
-    ]
+    # seed 4 was never trained: --finished-only leaves it out
+    argv = _argv(out, tiny_train_args, "3,4", str(out / "finished"), "--no-plot", "--finished-only")
     try:
         assert experiments_main(argv) == 0
     finally:
