@@ -78,3 +78,32 @@ def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("tiny") / "run"
     assert main(_tiny_args(run_dir)) == 0
     return run_dir
+
+
+class Interrupt(Exception):
+    """Raised by stop_after_saves: the run dies right after a checkpoint, as under kill -9."""
+
+
+@pytest.fixture
+def stop_after_saves(monkeypatch):
+    """stop_after_saves(argv, saves): run lcnet_fast.train.main(argv) and stop it (Interrupt)
+    right after its `saves`-th `last` checkpoint; Run.save_last is restored afterwards."""
+    import lcnet_fast.train as train_module
+
+    def run(argv, saves):
+        original, calls = train_module.Run.save_last, {"n": 0}
+
+        def save_then_stop(self):
+            original(self)
+            calls["n"] += 1
+            if calls["n"] == saves:
+                raise Interrupt
+
+        monkeypatch.setattr(train_module.Run, "save_last", save_then_stop)
+        try:
+            with pytest.raises(Interrupt):
+                train_module.main(argv)
+        finally:
+            monkeypatch.setattr(train_module.Run, "save_last", original)
+
+    return run

@@ -14,7 +14,6 @@ import sys
 import pytest
 import torch
 
-from lcnet_fast import train as train_module
 from lcnet_fast.checkpoint import load_checkpoint
 from lcnet_fast.engine import elastic
 from lcnet_fast.train import main
@@ -32,10 +31,6 @@ def _env():
 def _rows(run_dir):
     with open(run_dir / "log.csv", newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-class Interrupt(Exception):
-    pass
 
 
 # stops a run (every rank at the same point) after its N-th save of `last`
@@ -73,22 +68,11 @@ def test_geometry_arithmetic():
     assert elastic.recorded_world_size(meta, 24, 1) == 2
 
 
-def test_batch_size_change_on_resume_continues(tiny_args, tmp_path, monkeypatch):
+def test_batch_size_change_on_resume_continues(tiny_args, tmp_path, stop_after_saves):
     """Same world, batch 8 -> 4: the rest of epoch 1 is cut into 4-image batches with 2
     accumulation steps, and the run ends at its scheduled step count."""
-    original, calls = train_module.Run.save_last, {"n": 0}
-
-    def save_then_stop(self):
-        original(self)
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise Interrupt
-
     run_dir = tmp_path / "run"
-    monkeypatch.setattr(train_module.Run, "save_last", save_then_stop)
-    with pytest.raises(Interrupt):
-        main(tiny_args(run_dir))
-    monkeypatch.setattr(train_module.Run, "save_last", original)
+    stop_after_saves(tiny_args(run_dir), saves=1)
     assert main(["--resume", str(run_dir), "--batch-size", "4"]) == 0
     last = load_checkpoint(str(run_dir / "checkpoints" / "last.safetensors")).meta
     assert last["config"]["optim"]["accumulation_steps"] == 2
@@ -98,7 +82,7 @@ def test_batch_size_change_on_resume_continues(tiny_args, tmp_path, monkeypatch)
     assert [r["steps"] for r in rows] == ["3", "6"]
 
 
-def test_one_to_two_to_one_process(tmp_path, tiny_args):
+def test_one_to_two_to_one_process(tmp_path, tiny_args, stop_after_saves):
     from lcnet_fast.data import SyntheticScenes, write_dataset
 
     root = tmp_path / "data"
@@ -113,20 +97,7 @@ def test_one_to_two_to_one_process(tmp_path, tiny_args):
 
     # 1 process: stopped after step 2 (16 of the 24 images of epoch 1)
     run_dir = tmp_path / "run"
-    original, calls = train_module.Run.save_last, {"n": 0}
-
-    def save_then_stop(self):
-        original(self)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise Interrupt
-
-    train_module.Run.save_last = save_then_stop
-    try:
-        with pytest.raises(Interrupt):
-            main(tiny_args(run_dir, *extra))
-    finally:
-        train_module.Run.save_last = original
+    stop_after_saves(tiny_args(run_dir, *extra), saves=2)
     position = load_checkpoint(str(run_dir / "checkpoints" / "last.safetensors")).meta["position"]
     assert (position["epoch"], position["batch"], position["images"]) == (0, 4, 16)
 

@@ -51,26 +51,10 @@ def test_run_directory_contents(tiny_run, no_temp_files):
     assert no_temp_files(tiny_run)
 
 
-class Interrupt(Exception):
-    pass
-
-
-def test_resume_mid_epoch_equals_uninterrupted(tiny_run, tiny_args, tmp_path, monkeypatch):
+def test_resume_mid_epoch_equals_uninterrupted(tiny_run, tiny_args, tmp_path, stop_after_saves):
     """Stop after optimizer step 2 (inside epoch 1 of 3 steps), resume, compare to tiny_run."""
-    original = train_module.Run.save_last
-    calls = {"n": 0}
-
-    def save_then_stop(self):
-        original(self)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise Interrupt
-
     run_dir = tmp_path / "run"
-    monkeypatch.setattr(train_module.Run, "save_last", save_then_stop)
-    with pytest.raises(Interrupt):
-        main(tiny_args(run_dir))
-    monkeypatch.setattr(train_module.Run, "save_last", original)
+    stop_after_saves(tiny_args(run_dir), saves=2)
     stopped = load_checkpoint(str(run_dir / "checkpoints" / "last.safetensors"))
     assert stopped.meta["position"]["epoch"] == 0 and stopped.meta["position"]["batch"] == 2
 
