@@ -6,6 +6,7 @@ against each fast backend.
     pytest benchmarks/bench_dropout_add_layer_norm.py -m gpu   # GPU: rows 56*1960, D 768, bf16:
                                                                # eager vs torch.compile vs triton
     python benchmarks/bench_dropout_add_layer_norm.py --rounds 60   # interleaved A/B, CPU
+        [--p 0 --rows 640 --dims 128]                            # (no mask; other shapes)
 
 Group `dropout_add_layer_norm`. pytest-benchmark runs providers one after another, and CPU
 timing here is noisy, so the script mode times torch and cpp in alternating rounds in one
@@ -13,6 +14,7 @@ process and prints the median per-round ratio (the figure to quote).
 Every provider draws a fresh dropout mask per call (p = 0.1, training), as in training.
 """
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -96,17 +98,19 @@ def test_dropout_add_layer_norm_gpu(benchmark, provider):
     _run(benchmark, provider, "cuda", GPU_ROWS, GPU_DIM, torch.bfloat16, rounds=30)
 
 
-def interleaved_ab(rounds, rows=CPU_ROWS, dims=CPU_DIMS, dtype=torch.float32):
+def interleaved_ab(rounds, rows=CPU_ROWS, dims=CPU_DIMS, dtype=torch.float32, p=P):
     """torch eager vs the cpp backend, alternating which goes first each round."""
+    eager = functools.partial(torch_eager, p=p)
+    cpp = functools.partial(fused, p=p)
     os.environ[_backend.ENV_VAR] = "cpp"
     results = {}
     try:
         for d in dims:
             args = _inputs(rows, d, dtype, "cpu")
-            _step(torch_eager, args), _step(fused, args)
+            _step(eager, args), _step(cpp, args)
             t_torch, t_cpp = [], []
             for i in range(rounds):
-                order = ((torch_eager, t_torch), (fused, t_cpp))
+                order = ((eager, t_torch), (cpp, t_cpp))
                 for fn, acc in (order if i % 2 == 0 else order[::-1]):
                     start = time.perf_counter()
                     _step(fn, args)
@@ -123,13 +127,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="interleaved torch-vs-cpp A/B, fwd+bwd")
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--p", type=float, default=P, help="dropout probability (0: no mask)")
+    parser.add_argument("--rows", type=int, default=CPU_ROWS)
+    parser.add_argument("--dims", default=",".join(map(str, CPU_DIMS)))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     reason = _backend.unavailable_reason("cpp", OP, "cpu")
     if reason:
         raise SystemExit(f"cpp backend unavailable: {reason}")
-    for d, (a, b, ratio) in interleaved_ab(args.rounds).items():
-        print(f"rows={CPU_ROWS} D={d} fp32 p={P} fwd+bwd  torch: {a * 1e3:7.2f} ms  "
+    dims = [int(d) for d in args.dims.split(",")]
+    for d, (a, b, ratio) in interleaved_ab(args.rounds, args.rows, dims, p=args.p).items():
+        print(f"rows={args.rows} D={d} fp32 p={args.p} fwd+bwd  torch: {a * 1e3:7.2f} ms  "
               f"cpp: {b * 1e3:7.2f} ms  median per-round torch/cpp = {ratio:.2f}x "
               f"({args.rounds} rounds, {args.threads} threads)", flush=True)
 

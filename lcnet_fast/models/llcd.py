@@ -18,6 +18,11 @@ queries' residuals); what changes is how it is computed:
 import torch
 from torch import nn
 
+from lcnet_fast.models.absorbed_attention import (
+    absorbs,
+    long_query_attention,
+    short_query_attention,
+)
 from lcnet_fast.models.attention import (
     KEY,
     QUERY,
@@ -112,6 +117,9 @@ class LLCDLayer(nn.Module):
                     f"{self.norm_out.normalized_shape[0]}), got {tuple(x.shape)}"
                 )
         int1 = self._int1(q_lbl)
+        heads, (_, n, d), t = self.mha1.num_heads, q_lbl.shape, kv_img.shape[1]
+        if not return_attention and absorbs(heads, n, t, d, q_lbl.device):
+            return self._absorbed(int1, kv_img, kv_graph, compute_kv)
         if compute_kv:
             q1, k3, v3 = project(kv_img, [(self.mha1, QUERY), (self.mha3, KEY), (self.mha3, VALUE)])
             k1, v1, q3 = project(
@@ -141,3 +149,22 @@ class LLCDLayer(nn.Module):
         k4, v4 = project(int5, [(self.mha4, KEY), (self.mha4, VALUE)])
         int6 = self._add_norm(self.norm_int6, self.mha4.attend(q4, k4, v4), int2)
         return (q_out, int6, int5, weights) if return_attention else (q_out, int6, int5)
+
+    def _absorbed(self, int1, kv_img, kv_graph, compute_kv):
+        """forward's eq. (1) with every attention in the absorbed form (absorbed_attention.py):
+        the T image tokens are never projected by a d x d weight."""
+        residual = self.reading == "residual"
+        int2 = self._add_norm(
+            self.norm_int2, long_query_attention(self.mha1, kv_img, kv_graph), kv_img
+        )
+        mha2 = short_query_attention(self.mha2, int1, int2)
+        int3 = self._add_norm(self.norm_int3, mha2, int1 if residual else mha2)
+        int4 = self.mlp(int3)
+        q_out = self._add_norm(self.norm_out, int4, int3 if residual else int4)
+        if not compute_kv:
+            return q_out, None, None
+        int5 = self._add_norm(
+            self.norm_int5, short_query_attention(self.mha3, kv_graph, kv_img), kv_graph
+        )
+        int6 = self._add_norm(self.norm_int6, long_query_attention(self.mha4, int2, int5), int2)
+        return q_out, int6, int5

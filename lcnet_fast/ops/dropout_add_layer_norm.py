@@ -25,9 +25,12 @@ lcnet_fast::dropout_add_layer_norm_triton / ..._triton_backward defined below; k
 launchers in lcnet_fast/ops/triton/dropout_add_layer_norm.py), and "torch"
 (dropout_add_layer_norm_reference below: the oracle and the fallback, differentiated by
 autograd). There is no CUDA kernel: on CUDA tensors `auto` picks triton, and a forced cuda
-raises. The fused ops save mean and rstd (fp32, one per row) plus x, residual and the mask; the
-backward recomputes the pre-norm sum from them. Both pairs of ops share one fake kernel and one
-autograd formula (below); their outputs are allocated by lcnet_fast/ops/_shapes.py.
+raises. On CPU tensors `auto` runs cpp only when a mask is drawn (training, p > 0): without one
+the kernel fuses just the residual add, and aten's add + layer_norm is faster than it plus the
+custom op's autograd glue (BENCHMARKS.md, dropout_add_layer_norm). The fused ops save mean
+and rstd (fp32, one per row) plus x, residual and the mask; the backward recomputes the
+pre-norm sum from them. Both pairs of ops share one fake kernel and one autograd formula
+(below); their outputs are allocated by lcnet_fast/ops/_shapes.py.
 float64 (e.g. `model.double()`) always runs the torch reference, in float64: the kernels take
 fp32/fp16/bf16 only, `auto` picks torch for float64 and a forced cpp/triton raises.
 """
@@ -308,6 +311,8 @@ def dropout_add_layer_norm(
     else:
         mask, scale = None, 1.0
     backend = _backend.choose_backend(OP, x.device.type, str(x.dtype))
+    if backend == "cpp" and mask is None and _backend.requested_backend() == "auto":
+        backend = "torch"  # nothing to drop: aten's add + layer_norm is faster (module doc)
     if backend == "cpp":
         return torch.ops.lcnet_fast.dropout_add_layer_norm(
             x, residual, weight, bias, mask, scale, eps

@@ -34,3 +34,17 @@ def model_pair(num_classes: int, seed: int = 0, **overrides):
 @pytest.fixture
 def pair_factory():
     return model_pair
+
+
+ATTENTION_FORMS = ("projected", "absorbed")
+
+
+@pytest.fixture(params=ATTENTION_FORMS)
+def attention_form(request, monkeypatch):
+    """Run the test with the fast LLCD layer's attentions forced into one form (the shape rule
+    `absorbs` would otherwise pick by size): "projected" (cross_attention on projected heads) or
+    "absorbed" (lcnet_fast/models/absorbed_attention.py)."""
+    monkeypatch.setattr(
+        "lcnet_fast.models.llcd.absorbs", lambda *args: request.param == "absorbed"
+    )
+    return request.param

@@ -28,7 +28,7 @@ def test_shapes(kind, batch, labels, tokens):
 
 
 @pytest.mark.parametrize("kind", LAYERS)
-def test_dependency_structure_of_eq1(kind):
+def test_dependency_structure_of_eq1(kind, attention_form):
     """Q' reads all three inputs; KV'_img (INT6) and KV'_graph (INT5) never read Q_lbl."""
     torch.manual_seed(0)
     layer = LAYERS[kind](24, 3, 40, 0.0).eval()
@@ -45,7 +45,7 @@ def test_dependency_structure_of_eq1(kind):
 
 
 @pytest.mark.parametrize("reading", ["literal", "residual"])
-def test_fast_layer_matches_reference_layer_with_dropout_off(reading):
+def test_fast_layer_matches_reference_layer_with_dropout_off(reading, attention_form):
     torch.manual_seed(0)
     reference = lcnet_reference.LLCDLayer(24, 3, 40, 0.0, reading)
     fast = lcnet_fast.LLCDLayer(24, 3, 40, 0.0, reading)
@@ -55,7 +55,7 @@ def test_fast_layer_matches_reference_layer_with_dropout_off(reading):
         torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_broadcast_inputs_give_the_same_result_as_materialised_ones():
+def test_broadcast_inputs_give_the_same_result_as_materialised_ones(attention_form):
     """The once-per-batch path (stride-0 batch) must equal the per-image computation."""
     torch.manual_seed(0)
     layer = lcnet_fast.LLCDLayer(24, 3, 40, 0.0).train()
@@ -68,7 +68,7 @@ def test_broadcast_inputs_give_the_same_result_as_materialised_ones():
 
 
 @pytest.mark.parametrize("reading", ["literal", "residual"])
-def test_skipping_kv_outputs_keeps_the_label_output(reading):
+def test_skipping_kv_outputs_keeps_the_label_output(reading, attention_form):
     torch.manual_seed(0)
     layer = lcnet_fast.LLCDLayer(24, 3, 40, 0.1, reading).eval()
     q, img, graph = inputs()

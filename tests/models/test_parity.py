@@ -43,7 +43,9 @@ CASES = [  # (crop level, decoder layers, classes, batch)
 
 @pytest.mark.parametrize("reading", ["literal", "residual"])
 @pytest.mark.parametrize("level,layers,classes,batch", CASES)
-def test_eval_logits_and_gradients_match(level, layers, classes, batch, reading, pair_factory):
+def test_eval_logits_and_gradients_match(
+    level, layers, classes, batch, reading, pair_factory, attention_form
+):
     reference, fast = pair_factory(
         classes, crop_level=level, num_layers=layers, llcd_reading=reading
     )
@@ -71,7 +73,7 @@ def test_eval_logits_and_gradients_match(level, layers, classes, batch, reading,
         dict(llcd_reading="residual", mirror_inputs=True),
     ],
 )
-def test_variants_match(overrides, pair_factory):
+def test_variants_match(overrides, pair_factory, attention_form):
     reference, fast = pair_factory(7, **overrides)
     reference.eval(), fast.eval()
     x = images_for(fast, 2)
@@ -83,7 +85,7 @@ def test_variants_match(overrides, pair_factory):
 
 
 @pytest.mark.parametrize("reading", ["literal", "residual"])
-def test_train_mode_matches_with_per_view_backbone_calls(reading, pair_factory):
+def test_train_mode_matches_with_per_view_backbone_calls(reading, pair_factory, attention_form):
     """In train mode BatchNorm statistics depend on which images share a backbone call; with one
     view position per call (max_views_per_call = batch) the fast model follows the reference."""
     reference, fast = pair_factory(6, dropout=0.0, crop_level=2, llcd_reading=reading)
@@ -144,7 +146,7 @@ def test_autocast_error_no_worse_than_reference(dtype, pair_factory):
     assert fast_error <= 2 * ref_error + 1e-3, (fast_error, ref_error)
 
 
-def test_compiles_fullgraph(pair_factory):
+def test_compiles_fullgraph(pair_factory, attention_form):
     """No graph break in the whole fast model (backbone included), forward and backward."""
     reference, fast = pair_factory(5)
     fast.eval()

@@ -8,6 +8,7 @@ drawn by the wrapper from `generator`, so the same seed gives the same mask on e
 """
 
 import os
+import sys
 
 import pytest
 import torch
@@ -302,6 +303,31 @@ def test_auto_choice():
     assert _backend.choose_backend(OP, "cpu", "torch.float32") == ("cpp" if HAS_CPP else "torch")
     assert _backend.choose_backend(OP, "cpu", "torch.float64") == "torch"
     assert _backend.choose_backend(OP, "cuda", "torch.float64") == "torch"
+
+
+@needs_cpp
+def test_auto_runs_the_reference_on_cpu_when_nothing_is_dropped(use_backend, monkeypatch):
+    """Measured rule (BENCHMARKS.md): without a mask the C++ kernel is slower than aten's add +
+    layer_norm, so `auto` runs the reference then; with a mask, or forced, the kernel runs."""
+    module = sys.modules["lcnet_fast.ops.dropout_add_layer_norm"]
+    calls = []
+    reference = module.dropout_add_layer_norm_reference
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return reference(*args, **kwargs)
+
+    monkeypatch.setattr(module, "dropout_add_layer_norm_reference", counting)
+    x, r, w, b, _ = make_inputs((3, 5, 8), torch.float32)
+    use_backend("auto")
+    for p, training, runs_reference in ((0.1, False, True), (0.0, True, True), (0.1, True, False)):
+        calls.clear()
+        dropout_add_layer_norm(x, r, w, b, p, training=training)
+        assert bool(calls) == runs_reference, (p, training)
+    use_backend("cpp")
+    calls.clear()
+    dropout_add_layer_norm(x, r, w, b, 0.0)
+    assert not calls
 
 
 def test_forced_backend_that_cannot_run(use_backend):
