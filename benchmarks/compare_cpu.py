@@ -1,9 +1,12 @@
 """Interleaved A/B timings in one process (this machine is noisy: only paired ratios count).
 
-    python benchmarks/compare_cpu.py [--rounds 15]
+    python -m benchmarks.compare_cpu [--rounds 15] [--only model|llcd]
 
 Prints, for each comparison, the median time of A and B over alternating rounds and the median of
-the per-round ratio B/A (> 1: A is faster).
+the per-round ratio B/A (> 1: A is faster) with the range of the per-round ratios.
+"model": the whole LCNet (benchmarks/models.py CPU_MODEL); "llcd": the LLCD stack alone, fast vs
+reference, at the benchmark's small shape, the main job's shape and issue 13's wide shape, in
+train mode (forward+backward) and eval mode (forward under inference_mode).
 """
 
 import argparse
@@ -16,6 +19,8 @@ from benchmarks.models import (
     CPU_BATCH,
     CPU_LLCD,
     CPU_MODEL,
+    MAIN_JOB_LLCD,
+    WIDE_LLCD,
     llcd_inputs,
     llcd_stacks,
     model_pair,
@@ -24,34 +29,35 @@ from benchmarks.models import (
 
 
 def interleaved(fn_a, fn_b, rounds):
+    """Median time of A, of B, median per-round B/A and (min, max) of it; A and B alternate
+    which goes first, so a slow spell of the machine lands on both."""
     fn_a(), fn_b()  # warm-up
     times_a, times_b, ratios = [], [], []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn_a()
-        mid = time.perf_counter()
-        fn_b()
-        end = time.perf_counter()
-        times_a.append(mid - start)
-        times_b.append(end - mid)
-        ratios.append((end - mid) / (mid - start))
-    return statistics.median(times_a), statistics.median(times_b), statistics.median(ratios)
+    for i in range(rounds):
+        order = ((fn_a, times_a), (fn_b, times_b))
+        for fn, acc in order if i % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            fn()
+            acc.append(time.perf_counter() - start)
+        ratios.append(times_b[-1] / times_a[-1])
+    return (
+        statistics.median(times_a),
+        statistics.median(times_b),
+        statistics.median(ratios),
+        (min(ratios), max(ratios)),
+    )
 
 
 def report(name, label_a, label_b, result):
-    a, b, ratio = result
+    a, b, ratio, (low, high) = result
     print(
-        f"{name:<40} {label_a}: {a * 1e3:8.1f} ms   {label_b}: {b * 1e3:8.1f} ms   "
-        f"median({label_b}/{label_a}) = {ratio:.2f}x",
+        f"{name:<58} {label_a}: {a * 1e3:8.2f} ms   {label_b}: {b * 1e3:8.2f} ms   "
+        f"median({label_b}/{label_a}) = {ratio:.2f}x ({low:.2f}-{high:.2f})",
         flush=True,
     )
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=15)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+def compare_models(rounds):
     reference, fast = model_pair(**CPU_MODEL)
     side = CPU_MODEL["crop_level"] * CPU_MODEL["image_size"]
     images = torch.randn(CPU_BATCH, 3, side, side)
@@ -68,7 +74,7 @@ def main(argv=None):
         "LCNet fwd+bwd (train mode)",
         "fast",
         "reference",
-        interleaved(train_step(fast), train_step(reference), args.rounds),
+        interleaved(train_step(fast), train_step(reference), rounds),
     )
 
     def views_per_call(limit):
@@ -83,7 +89,7 @@ def main(argv=None):
         "fast fwd+bwd: one call vs per-view calls",
         "one-call",
         "per-view",
-        interleaved(views_per_call(10**9), views_per_call(CPU_BATCH), args.rounds),
+        interleaved(views_per_call(10**9), views_per_call(CPU_BATCH), rounds),
     )
     fast.max_views_per_call = None
 
@@ -93,21 +99,62 @@ def main(argv=None):
             "LCNet inference (eval, no grad)",
             "fast",
             "reference",
-            interleaved(lambda: fast(images), lambda: reference(images), args.rounds),
+            interleaved(lambda: fast(images), lambda: reference(images), rounds),
         )
 
-    ref_stack, fast_stack = llcd_stacks(CPU_LLCD)
-    q, img, graph = llcd_inputs(CPU_LLCD)
+
+LLCD_CASES = (  # (name, shape, dropout)
+    ("small", CPU_LLCD, 0.1),
+    ("main job", MAIN_JOB_LLCD, 0.0),
+    ("main job, dropout 0.1", MAIN_JOB_LLCD, 0.1),
+    ("wide (issue 13)", WIDE_LLCD, 0.1),
+)
+
+
+def compare_llcd(name, shape, dropout, rounds):
+    ref_stack, fast_stack = llcd_stacks(shape, dropout=dropout)
+    q, img, graph = llcd_inputs(shape)
+    size = "B{batch} N{labels} T{tokens} d{d_model} H{num_heads}".format(**shape)
+
+    def train(stack):
+        return lambda: run_stack(stack, q, img, graph).sum().backward()
+
+    def infer(stack):
+        def forward():
+            with torch.inference_mode():
+                run_stack(stack, q, img, graph)
+
+        return forward
+
+    ref_stack.train(), fast_stack.train()
     report(
-        "LLCD stack fwd+bwd",
+        f"LLCD fwd+bwd, train, {name} ({size}, p {dropout})",
         "fast",
         "reference",
-        interleaved(
-            lambda: run_stack(fast_stack, q, img, graph).sum().backward(),
-            lambda: run_stack(ref_stack, q, img, graph).sum().backward(),
-            args.rounds,
-        ),
+        interleaved(train(fast_stack), train(ref_stack), rounds),
     )
+    ref_stack.eval(), fast_stack.eval()  # (dropout is off in eval: one eval row per shape)
+    if dropout == 0.0 or shape is not MAIN_JOB_LLCD:
+        report(
+            f"LLCD forward, eval, {name} ({size})",
+            "fast",
+            "reference",
+            interleaved(infer(fast_stack), infer(ref_stack), rounds),
+        )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--only", choices=("model", "llcd"), help="one group of comparisons")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.only in (None, "model"):
+        compare_models(args.rounds)
+    if args.only in (None, "llcd"):
+        for name, shape, dropout in LLCD_CASES:
+            compare_llcd(name, shape, dropout, args.rounds)
 
 
 if __name__ == "__main__":

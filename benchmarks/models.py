@@ -31,6 +31,15 @@ PAPER_LLCD = dict(
 CPU_LLCD = dict(
     batch=4, labels=20, tokens=5 * 16, d_model=128, num_heads=4, num_layers=2, dim_feedforward=256
 )
+#: Issue 13's decoder shape: the head at a width where the decoder matters on CPU.
+WIDE_LLCD = dict(
+    batch=8, labels=20, tokens=320, d_model=256, num_heads=8, num_layers=2, dim_feedforward=1024
+)
+#: The main job's decoder (python -m lcnet_fast.train): batch 32, 10 classes, 5 views x 2 x 2
+#: tokens of test_resnet at 64 px; trained with dropout 0 (the trainer default).
+MAIN_JOB_LLCD = dict(
+    batch=32, labels=10, tokens=20, d_model=128, num_heads=4, num_layers=2, dim_feedforward=256
+)
 
 
 def model_pair(num_classes=CPU_CLASSES, device="cpu", **config):
@@ -41,14 +50,14 @@ def model_pair(num_classes=CPU_CLASSES, device="cpu", **config):
     return reference, fast
 
 
-def llcd_stacks(layer_config, device="cpu", dtype=torch.float32):
+def llcd_stacks(layer_config, device="cpu", dtype=torch.float32, dropout=0.1):
     """(reference stack, fast stack) of LLCD layers holding the same weights."""
     torch.manual_seed(0)
     args = (
         layer_config["d_model"],
         layer_config["num_heads"],
         layer_config["dim_feedforward"],
-        0.1,
+        dropout,
     )
     reference = torch.nn.ModuleList(
         lcnet_reference.LLCDLayer(*args) for _ in range(layer_config["num_layers"])

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from lcnet_fast.models.absorbed_attention import (
     absorbs,
+    attention_dropout,
     long_query_attention,
     short_query_attention,
     work_ratio,
@@ -99,12 +100,23 @@ def dropped_projected(module, queries, keys, p, layout):
     v = module.split_heads(F.linear(keys, module.weight(2), module.bias(2)))
     probs = torch.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5, dim=-1)
     if layout == "long":
-        probs = F.dropout(probs.transpose(1, 2).contiguous(), p).transpose(1, 2)
+        probs = attention_dropout(probs.transpose(1, 2).contiguous(), p).transpose(1, 2)
     else:
-        probs = F.dropout(probs.contiguous(), p)
+        probs = attention_dropout(probs.contiguous(), p)
     heads = probs @ v
     batch, _, length, _ = heads.shape
     return module.out_proj(heads.transpose(1, 2).reshape(batch, length, module.d_model))
+
+
+def test_attention_dropout_is_dropout():
+    """Kept probabilities scaled by 1/(1-p), a fraction p dropped (to within 5 sigma)."""
+    torch.manual_seed(0)
+    p, probs = 0.3, torch.rand(200, 500, dtype=torch.float64)
+    out = attention_dropout(probs, p)
+    kept = out != 0
+    torch.testing.assert_close(out[kept], probs[kept] / (1 - p))
+    sigma = (p * (1 - p) / probs.numel()) ** 0.5
+    assert abs((~kept).double().mean().item() - p) < 5 * sigma
 
 
 @pytest.mark.parametrize("layout", ["short", "long"])
