@@ -32,8 +32,9 @@ CROP_LEVELS = (1, 2, 3)
 PIPELINES = ("eval", "train", "train-resize-first")
 
 
-def photo_jpeg(h=480, w=640, seed=0, quality=90):
-    """A COCO-sized photo-like JPEG (gradients, soft-edged shapes, noise), as bytes."""
+def photo(h=480, w=640, seed=0) -> torch.Tensor:
+    """A photo-like uint8 (3, h, w) image: colour gradients, soft-edged shapes, sensor noise
+    (also the test image of tests/data/test_transforms_resolution.py)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
     base = np.stack([200 * xx + 30, 160 * yy + 50, 120 * (1 - xx * yy) + 40], -1)
@@ -46,8 +47,13 @@ def photo_jpeg(h=480, w=640, seed=0, quality=90):
         (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x1, y1], fill=colour)
     img = img.filter(ImageFilter.GaussianBlur(1.0))
     arr = np.asarray(img).astype(np.float64) + rng.normal(0, 6, (h, w, 3))
+    return torch.from_numpy(arr.clip(0, 255).astype(np.uint8)).permute(2, 0, 1).contiguous()
+
+
+def photo_jpeg(h=480, w=640, seed=0, quality=90):
+    """A COCO-sized photo-like JPEG (`photo`), as bytes."""
     buf = io.BytesIO()
-    Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(buf, "JPEG", quality=quality)
+    Image.fromarray(photo(h, w, seed).permute(1, 2, 0).numpy()).save(buf, "JPEG", quality=quality)
     return buf.getvalue()
 
 

@@ -2,12 +2,14 @@
 ResizeAugment): same draws and same geometry as the resize-first pipeline it replaces, bitwise
 the same where it keeps the old order, matching pixel statistics where it does not."""
 
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
@@ -37,21 +39,17 @@ def _old_pipeline(crop_level, image_size, augment=None, output="float"):
     return v2.Compose(steps)
 
 
-def _photo(h=480, w=640, seed=0):
-    """A photo-like uint8 (3, h, w) image: colour gradients, soft-edged shapes, sensor noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    base = np.stack([200 * xx + 30, 160 * yy + 50, 120 * (1 - xx * yy) + 40], -1)
-    img = Image.fromarray(base.clip(0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(img)
-    for _ in range(12):
-        x0, y0 = rng.integers(0, w), rng.integers(0, h)
-        x1, y1 = x0 + rng.integers(w // 12, w // 3), y0 + rng.integers(h // 12, h // 3)
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x1, y1], fill=colour)
-    img = img.filter(ImageFilter.GaussianBlur(1.0))
-    arr = np.asarray(img).astype(np.float64) + rng.normal(0, 6, (h, w, 3))
-    return torch.from_numpy(arr.clip(0, 255).astype(np.uint8)).permute(2, 0, 1).contiguous()
+def _load_photo():
+    """The photo-like test image generator of benchmarks/bench_transforms.py (loaded by path:
+    `benchmarks` need not be importable where pytest runs)."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_transforms.py"
+    spec = importlib.util.spec_from_file_location("bench_transforms", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.photo
+
+
+_photo = _load_photo()
 
 
 def _randaugment(pipeline):
