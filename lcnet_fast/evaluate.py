@@ -19,6 +19,7 @@ import torch
 from lcnet_fast.checkpoint import CheckpointError, compare_classes, load_checkpoint
 from lcnet_fast.config import (
     ConfigError,
+    ConfigHelpAction,
     DataConfig,
     ModelConfig,
     apply_overrides,
@@ -47,7 +48,18 @@ from lcnet_fast.model_config import model_from_checkpoint
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        prog="python -m lcnet_fast.evaluate", description=__doc__.split("\n\n")[0]
+        prog="python -m lcnet_fast.evaluate",
+        description=__doc__.split("\n\n")[0],
+        add_help=False,
+    )
+    parser.add_argument(
+        "-h",
+        "--help",
+        action=ConfigHelpAction,
+        sections=("data",),
+        note="Each overrides the run's own setting as --data.<key> VALUE; the defaults shown "
+        "are the trainer's, evaluate starts from the run's.",
+        help="show this help, with every data.* key, and exit",
     )
     parser.add_argument(
         "--checkpoint",

@@ -59,11 +59,14 @@ def config_keys() -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def add_config_groups(parser: argparse.ArgumentParser) -> None:
-    """One argument group per config section, one entry per key (for the help text only)."""
+def add_config_groups(parser: argparse.ArgumentParser, sections=None, note: str = "") -> None:
+    """One argument group per config section (all, or those named in `sections`), one entry per
+    key (for the help text only); `note` is appended to each group's summary."""
     rows = config_keys()
     for section, cls in section_types().items():
-        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        if sections is not None and section not in sections:
+            continue
+        summary = " ".join(filter(None, [(cls.__doc__ or "").strip().splitlines()[0], note]))
         group = parser.add_argument_group(f"config section {section!r}", summary)
         for key, kind, default, text in rows:
             if key.split(".", 1)[0] == section:
@@ -74,17 +77,25 @@ def add_config_groups(parser: argparse.ArgumentParser) -> None:
 
 
 class ConfigHelpAction(argparse.Action):
-    """-h/--help that also lists every config key, by section, then exits like argparse's own."""
+    """-h/--help that also lists every config key (or those of `sections`, e.g. ("data",) for
+    evaluate), by section, then exits like argparse's own."""
 
     def __init__(
-        self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None
+        self,
+        option_strings,
+        dest=argparse.SUPPRESS,
+        default=argparse.SUPPRESS,
+        help=None,
+        sections=None,
+        note="",
     ):
         super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+        self.sections, self.note = sections, note
 
     def __call__(self, parser, namespace, values, option_string=None):
         if parser.usage is None:  # the usage line stays the driver's own options
             own = parser.format_usage().removeprefix("usage: ").rstrip()
             parser.usage = f"{own} [--section.key VALUE ...]"
-        add_config_groups(parser)
+        add_config_groups(parser, self.sections, self.note)
         parser.print_help()
         parser.exit()

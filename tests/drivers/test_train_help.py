@@ -87,3 +87,19 @@ def test_listed_keys_are_overrides_not_argparse_options():
         "data.root": "/data",
     }
     assert args.threads == 1 and not hasattr(args, "optim.lr")
+
+
+def test_evaluate_help_lists_the_data_keys_only(capsys):
+    """evaluate takes data.* overrides only: its --help lists each of them, and no other section."""
+    from lcnet_fast.evaluate import parse_args as evaluate_args
+
+    with pytest.raises(SystemExit) as stop:
+        evaluate_args(["--help"])
+    assert stop.value.code == 0
+    text = normalise(capsys.readouterr().out)
+    data_fields = [(f, hints) for s, f, hints, _ in every_field() if s == "data"]
+    assert len(data_fields) > 20
+    for f, annotation in data_fields:
+        assert f"--data.{f.name} {type_name(annotation)} " in text, f.name
+    assert "config section 'data'" in text and "--optim." not in text and "--model." not in text
+    assert "evaluate starts from the run's" in text
