@@ -2,7 +2,8 @@
 
 The kernels never store their mask: each regenerates it from the seed with dropout_keep
 (lcnet_fast/ops/triton/cross_attention_fwd.py). This kernel calls the same function, so
-test_cross_attention.py can build the exact reference (softmax(q k^T s) * keep / (1 - p)) v.
+the cross_attention tests (check_parity in cross_attention_helpers.py) can build the exact
+reference (softmax(q k^T s) * keep / (1 - p)) v.
 Imported by the tests (and compiled for sm_90 by sm90_compile.py) after TRITON_INTERPRET is
 decided, like every Triton kernel module.
 """

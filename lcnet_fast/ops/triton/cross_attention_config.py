@@ -7,8 +7,9 @@ from ptxas for every kernel at these configurations, dropout on and off, by
 tests/ops/sm90_compile.py (tests/ops/test_triton_sm90_compile.py enforces it on every test run,
 without a GPU). They are the spill-free configurations nearest the FlashAttention defaults, not
 yet tuned by timing on a GPU; the compiler figures and the configurations they replaced are in
-BENCHMARKS.md ("GPU kernels compiled without a GPU"). tests/ops/test_cross_attention.py also runs
-the GPU block sizes in the interpreter (gpu_block_configs), so their masking is tested on CPU.
+BENCHMARKS.md ("GPU kernels compiled without a GPU"). tests/ops/test_cross_attention_triton.py
+also runs the GPU block sizes in the interpreter (gpu_block_configs), so their masking is tested
+on CPU.
 """
 
 from __future__ import annotations
