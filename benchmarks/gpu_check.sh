@@ -56,7 +56,7 @@ PY
 
 # In place (PYTHONPATH above finds it): no pip, so neither an externally managed Python nor
 # pip's own start can fail or slow the build.
-stage build 90 "$out/build.log" python setup.py build_ext --inplace
+stage build 50 "$out/build.log" python setup.py build_ext --inplace
 python -c "import lcnet_fast; print(lcnet_fast.build_info())" >> "$summary" 2>&1
 
 parallel=()
@@ -93,6 +93,8 @@ bench lcnet-single-image 40 bench_lcnet.py -m gpu -k single_image
 bench lcnet-one-call 30 bench_lcnet.py -m gpu -k one_call
 bench lcnet-stack 35 bench_lcnet.py -m "not gpu" -k "not compiled_reference"
 bench lcnet-stack-compiled 60 bench_lcnet.py -k compiled_reference
+stage bench-inference 40 "$out/bench.log" python -m benchmarks.bench_inference --device cuda \
+  --rounds 5 --configs main --batches 1
 python benchmarks/gpu_summary.py "$out/bench.json" "$scratch"/*.json >> "$summary" 2>&1
 
 # The paper's Tables 9/10 grid (LLCD depth x crop level), fast vs reference, TResNet-L 448, bf16.

@@ -17,6 +17,13 @@ in one pass (C++ on CPU, CUDA on GPU); the model takes the views directly. On a 
 forward is also replayed from a CUDA graph (``cuda_graph="auto"``), captured once per batch size
 met (at most two in a run: ``batch_size`` and the last, smaller batch).
 
+On the CPU the backbone runs channels-last (``channels_last="auto"``): its conv weights are
+converted and the views are stored view-major NHWC, so the backbone's view-major flatten is a free
+view and every convolution gets NHWC input (measured faster on CPU: BENCHMARKS.md, "Inference
+(CPU)"; unmeasured on a GPU, so off there unless asked). ``compile=True`` wraps the forward in
+``torch.compile`` (opt-in: its first call per batch size compiles, tens of seconds on a small
+CPU; see ``Predictor``).
+
 ``lcnet_fast.LCNet.from_pretrained(path)`` (= :func:`load_model`) gives just the model, in eval
 mode, with ``model.classes`` and ``model.preprocess`` attached. ``python -m lcnet_fast.predict``
 is the command-line front end of :class:`Predictor`.
@@ -203,33 +210,75 @@ def to_uint8_chw(image: Any):
     )
 
 
-def resolve_cuda_graph(cuda_graph: bool | str, device: torch.device) -> bool:
-    """"auto" -> capture CUDA graphs on CUDA devices; True on another device is an error."""
+def resolve_cuda_graph(cuda_graph: bool | str, device: torch.device,
+                       compile: bool = False) -> bool:
+    """"auto" -> capture CUDA graphs on CUDA devices unless `compile`; True on another device,
+    or together with compile=True, is an error (one forward wrapper at a time: capturing a
+    compiled forward in CudaGraphForward is untested)."""
+    if not isinstance(compile, bool):
+        raise ValueError(f"compile must be True or False, got {compile!r}")
     if cuda_graph == "auto":
-        return device.type == "cuda"
+        return device.type == "cuda" and not compile
     if not isinstance(cuda_graph, bool):
         raise ValueError(f'cuda_graph must be "auto", True or False, got {cuda_graph!r}')
     if cuda_graph and device.type != "cuda":
         raise ValueError(f"cuda_graph=True needs a CUDA device, the predictor is on {device}")
+    if cuda_graph and compile:
+        raise ValueError("compile=True and cuda_graph=True: choose one (cuda_graph=\"auto\" "
+                         "turns the CUDA graph off when compiling)")
     return cuda_graph
 
 
+def resolve_channels_last(channels_last: bool | str, device: torch.device) -> bool:
+    """"auto" -> channels-last backbone on the CPU (measured faster there), not on CUDA
+    (unmeasured)."""
+    if channels_last == "auto":
+        return device.type == "cpu"
+    if not isinstance(channels_last, bool):
+        raise ValueError(f'channels_last must be "auto", True or False, got {channels_last!r}')
+    return channels_last
+
+
+def channels_last_views(views: torch.Tensor) -> torch.Tensor:
+    """(B, V, 3, M, M) views, same values, stored (V, B, M, M, 3): the backbone's view-major
+    flatten to (V*B, 3, M, M) is then a view in channels-last layout, not a copy to NCHW."""
+    return views.permute(1, 0, 3, 4, 2).contiguous().permute(1, 0, 4, 2, 3)
+
+
 class Predictor:
-    """Images -> label probabilities with a trained LCNet and its recorded preprocessing."""
+    """Images -> label probabilities with a trained LCNet and its recorded preprocessing.
+
+    ``compile=True`` runs the forward through ``torch.compile`` (default mode, dynamic=False):
+    the same probabilities to float32 rounding, faster per batch (BENCHMARKS.md), but each batch
+    size met compiles once, on its first call (tens of seconds on a 2-core CPU; the last, smaller
+    batch of a call is a second size). torch recompiles for at most 8 sizes per process, then
+    runs further sizes eagerly. Worth it for many batches, not for a few images. On CUDA it
+    replaces the CUDA graph (cuda_graph="auto" is then off; True with compile is an error).
+    ``channels_last`` ("auto": on the CPU only) runs the backbone in NHWC layout (see the module
+    docstring); the model's conv weights are converted in place.
+    """
 
     def __init__(self, model: torch.nn.Module, classes: Sequence[str], preprocess: dict,
                  device: torch.device | str = "cpu", precision: str = "auto",
-                 batch_size: int = 16, cuda_graph: bool | str = "auto"):
+                 batch_size: int = 16, cuda_graph: bool | str = "auto", compile: bool = False,
+                 channels_last: bool | str = "auto"):
         if len(classes) != model.num_classes:
             raise ValueError(f"{len(classes)} class names for a model with {model.num_classes} "
                              "classes")
         self.device = torch.device(device)
+        self.cuda_graph = resolve_cuda_graph(cuda_graph, self.device, compile)
+        self.channels_last = resolve_channels_last(channels_last, self.device)
         self.model = model.to(self.device).eval()
+        if self.channels_last:  # only 4-d parameters change: the backbone's conv weights
+            self.model.to(memory_format=torch.channels_last)
+        # the compiled wrapper shares the model's parameters; dynamic=False: static shapes, at
+        # one compilation per batch size met
+        self.compiled = compile
+        self._forward = torch.compile(self.model, dynamic=False) if compile else self.model
         self.classes = list(classes)
         self.preprocess = dict(preprocess)
         self.precision = resolve_precision(precision, self.device)
         self.batch_size = int(batch_size)
-        self.cuda_graph = resolve_cuda_graph(cuda_graph, self.device)
         self.resize = resize_transform(self.preprocess)
         self.to_views = DeviceViews(self.preprocess["crop_level"], self.preprocess["image_size"],
                                     self.preprocess["mean"], self.preprocess["std"])
@@ -238,14 +287,18 @@ class Predictor:
     @classmethod
     def from_pretrained(cls, path: str, device: str = "auto", weights: str | None = None,
                         precision: str = "auto", batch_size: int = 16,
-                        cuda_graph: bool | str = "auto") -> Predictor:
+                        cuda_graph: bool | str = "auto", compile: bool = False,
+                        channels_last: bool | str = "auto") -> Predictor:
         """A run directory (its best, else last checkpoint) or checkpoint file. device "auto" =
         the GPU when there is one; precision "auto" = bf16 autocast on CUDA, fp32 elsewhere;
-        cuda_graph "auto" = replay the forward from CUDA graphs on a GPU."""
+        cuda_graph "auto" = replay the forward from CUDA graphs on a GPU (unless compile);
+        compile = torch.compile the forward; channels_last "auto" = NHWC backbone on the CPU."""
         target = pick_device(device)
+        resolve_cuda_graph(cuda_graph, target, compile)  # bad options fail before loading
+        resolve_channels_last(channels_last, target)
         model = load_model(path, target, weights)
         return cls(model, model.classes, model.preprocess, target, precision, batch_size,
-                   cuda_graph)
+                   cuda_graph, compile, channels_last)
 
     def batch(self, images: Sequence[Any]) -> torch.Tensor:
         """Preprocessed float32 views (n, V, 3, M, M) of `images`, on the predictor's device.
@@ -256,13 +309,15 @@ class Predictor:
         bytes exactly before normalising instead of averaging normalised floats)."""
         pixels = torch.stack([self.resize(to_uint8_chw(image)).as_subclass(torch.Tensor)
                               for image in images])  # (n, 3, S, S) uint8
-        return self.to_views(pixels.to(self.device, non_blocking=True))
+        views = self.to_views(pixels.to(self.device, non_blocking=True))
+        return channels_last_views(views) if self.channels_last else views
 
     def logits(self, views: torch.Tensor) -> torch.Tensor:
-        """The model's (n, C) logits for a batch from `batch`, from a CUDA graph when enabled."""
+        """The model's (n, C) logits for a batch from `batch`: compiled, replayed from a CUDA
+        graph, or eager, as the predictor was built."""
         if not self.cuda_graph:
             with torch.inference_mode(), autocast(self.device, self.precision):
-                return self.model(views)
+                return self._forward(views)
         runner = self._graphs.get(views.shape[0])
         if runner is None:
             runner = CudaGraphForward(

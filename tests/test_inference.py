@@ -182,3 +182,121 @@ def test_cuda_graph_predictor_equals_eager(run_dir, photo):
     for _ in range(2):  # the second pass replays the captured graphs
         torch.testing.assert_close(graphed.probabilities(images), expected, rtol=0, atol=2e-3)
     assert sorted(graphed._graphs) == [1, 2]
+
+
+def test_compile_cuda_graph_and_channels_last_options(run_dir, capsys):
+    """compile and cuda_graph: "auto" gives way to compile, both explicitly on is an error; bad
+    values fail before the checkpoint is read; the CLI says "choose one" in one argparse line."""
+    from lcnet_fast.inference import resolve_channels_last, resolve_cuda_graph
+    from lcnet_fast.predict import main as predict_main
+
+    cuda = torch.device("cuda", 0)
+    assert resolve_cuda_graph("auto", cuda, compile=True) is False
+    assert resolve_cuda_graph("auto", cuda, compile=False) is True
+    with pytest.raises(ValueError, match="compile=True and cuda_graph=True: choose one"):
+        resolve_cuda_graph(True, cuda, compile=True)
+    with pytest.raises(ValueError, match="compile must be True or False, got 'yes'"):
+        lcnet_fast.Predictor.from_pretrained("no/such/run", device="cpu", compile="yes")
+    assert resolve_channels_last("auto", torch.device("cpu")) is True
+    assert resolve_channels_last("auto", cuda) is False
+    with pytest.raises(ValueError, match='channels_last must be "auto", True or False'):
+        lcnet_fast.Predictor.from_pretrained("no/such/run", device="cpu", channels_last="on")
+    with pytest.raises(SystemExit) as exit_info:
+        predict_main(["--checkpoint", str(run_dir[0]), "x.jpg", "--compile", "--cuda-graph", "on"])
+    assert exit_info.value.code == 2
+    assert "error: --compile and --cuda-graph on: choose one" in capsys.readouterr().err
+
+
+def test_channels_last_predictor_equals_contiguous(run_dir, photo):
+    """The CPU default (channels-last backbone, views stored view-major NHWC) gives the
+    contiguous-layout probabilities to float32 rounding, and the layout is the one intended."""
+    root, _ = run_dir
+    images = [photo, torch.zeros(3, 50, 70, dtype=torch.uint8), photo]
+    nhwc = lcnet_fast.Predictor.from_pretrained(str(root), device="cpu", batch_size=2)
+    nchw = lcnet_fast.Predictor.from_pretrained(str(root), device="cpu", batch_size=2,
+                                                channels_last=False)
+    assert nhwc.channels_last and not nchw.channels_last
+    torch.testing.assert_close(nhwc.probabilities(images), nchw.probabilities(images),
+                               rtol=0, atol=1e-6)
+    views = nhwc.batch([photo, photo])
+    assert views.shape == (2, 5, 3, 32, 32)
+    flat = views.transpose(0, 1).reshape(10, 3, 32, 32)  # the backbone's view-major flatten
+    assert flat.data_ptr() == views.data_ptr()  # a view, no copy
+    assert flat.is_contiguous(memory_format=torch.channels_last)
+    conv = next(m for m in nhwc.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+# Tolerance of the compiled-vs-eager checks: inductor fuses and reorders fp32 reductions
+# (different summation order, FMA), so logits move by a few float32 ulps per layer (~5e-7 seen at
+# this size); sigmoid's slope is <= 1/4, so 1e-5 on probabilities is > 10x that, still far below
+# anything a label decision could notice.
+COMPILE_ATOL = 1e-5
+
+
+@pytest.mark.slow  # one inductor compilation: ~50 s on 2 cold CPU cores, ~5 s from its cache
+def test_compiled_predictor_equals_eager(run_dir, photo):
+    """4 images in batches of 2 (one batch size, so one compilation; the CLI test below reuses
+    it): the compiled forward gives the eager probabilities to float32 rounding."""
+    root, _ = run_dir
+    images = [photo, torch.zeros(3, 50, 70, dtype=torch.uint8), photo,
+              np.full((40, 30, 3), 200, dtype=np.uint8)]
+    eager = lcnet_fast.Predictor.from_pretrained(str(root), device="cpu", batch_size=2)
+    compiled = lcnet_fast.Predictor.from_pretrained(str(root), device="cpu", batch_size=2,
+                                                    compile=True)
+    assert compiled.compiled and not compiled.cuda_graph
+    assert isinstance(compiled._forward, torch._dynamo.eval_frame.OptimizedModule)
+    expected = eager.probabilities(images)
+    for _ in range(2):  # the second pass runs the compiled code without compiling
+        torch.testing.assert_close(compiled.probabilities(images), expected, rtol=0,
+                                   atol=COMPILE_ATOL)
+    pair = [photo, photo]  # batch size 2 again: a single image would compile for size 1
+    assert [list(r) for r in compiled(pair, top_k=2)] == [list(r) for r in eager(pair, top_k=2)]
+
+
+@pytest.mark.slow  # the same graph as the test above: inductor's cache makes it seconds
+def test_predict_cli_compile(run_dir, photo, capsys, monkeypatch):
+    import json
+
+    from lcnet_fast.inference import Predictor
+    from lcnet_fast.predict import main as predict_main
+
+    used = []  # which forward each CLI run used
+    original = Predictor.probabilities
+    monkeypatch.setattr(Predictor, "probabilities",
+                        lambda self, images: used.append(self.compiled) or original(self, images))
+    root, _ = run_dir
+    argv = ["--checkpoint", str(root), photo, photo, "--format", "json", "--threshold", "0",
+            "--batch-size", "2", "--device", "cpu"]
+    assert predict_main(argv) == 0
+    eager = json.loads(capsys.readouterr().out)
+    assert predict_main([*argv, "--compile"]) == 0
+    compiled = json.loads(capsys.readouterr().out)
+    assert used == [False, True] and len(compiled) == 2
+    for got, want in zip(compiled, eager, strict=True):
+        assert got["image"] == want["image"]
+        assert [x["label"] for x in got["labels"]] == [x["label"] for x in want["labels"]]
+        np.testing.assert_allclose([x["probability"] for x in got["labels"]],
+                                   [x["probability"] for x in want["labels"]], rtol=0,
+                                   atol=COMPILE_ATOL)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision, atol", [("fp32", 1e-4), ("bf16", 2e-2)])
+def test_compiled_predictor_equals_eager_on_cuda(run_dir, photo, precision, atol):
+    """4 images in batches of 2 (one compilation per precision, to stay within gpu_check.sh's
+    test stage), eager vs compiled, no CUDA graph on either side. fp32: in inductor's default
+    mode both run convolutions and matmuls through cuDNN/cuBLAS (TF32 convolutions included);
+    only the fused elementwise kernels round differently; bf16: inductor keeps fused
+    intermediates in fp32 where eager rounds each op's output to bf16 (8-bit mantissa)."""
+    root, _ = run_dir
+    images = [photo] * 3 + [torch.zeros(3, 50, 70, dtype=torch.uint8)]
+    eager = lcnet_fast.Predictor.from_pretrained(str(root), device="cuda", batch_size=2,
+                                                 precision=precision, cuda_graph=False)
+    compiled = lcnet_fast.Predictor.from_pretrained(str(root), device="cuda", batch_size=2,
+                                                    precision=precision, compile=True)
+    assert compiled.compiled and not compiled.cuda_graph and not compiled.channels_last
+    expected = eager.probabilities(images)
+    for _ in range(2):
+        torch.testing.assert_close(compiled.probabilities(images), expected, rtol=0, atol=atol)
