@@ -57,10 +57,10 @@ def recorded(fn, times, sync):
 
 
 def race(variants, rounds, sync):
-    """{name: [seconds per round]} of interleaved rounds; the first variant is the baseline and
-    runs first in every round, the others follow in an order rotated each round (so no variant
-    always runs right after the same one). benchmarks.compare_cpu.interleaved runs the rounds
-    (its warm-up call is dropped here)."""
+    """{name: [seconds per round]} of interleaved rounds; the first variant is the baseline, the
+    others run in an order rotated each round (so no variant always runs right after the same
+    one). benchmarks.compare_cpu.interleaved runs the rounds, alternating whether the baseline or
+    the others go first (its warm-up call is dropped here)."""
     times = {name: [] for name in variants}
     calls = [recorded(fn, times[name], sync) for name, fn in variants.items()]
     others, turn = calls[1:], [0]
