@@ -116,13 +116,13 @@ def compare_llcd(name, shape, dropout, rounds):
     q, img, graph = llcd_inputs(shape)
     size = "B{batch} N{labels} T{tokens} d{d_model} H{num_heads}".format(**shape)
 
-    def train(stack):
-        return lambda: run_stack(stack, q, img, graph).sum().backward()
+    def train(stack, skip_last_kv=False):
+        return lambda: run_stack(stack, q, img, graph, skip_last_kv).sum().backward()
 
-    def infer(stack):
+    def infer(stack, skip_last_kv=False):
         def forward():
             with torch.inference_mode():
-                run_stack(stack, q, img, graph)
+                run_stack(stack, q, img, graph, skip_last_kv)
 
         return forward
 
@@ -133,6 +133,12 @@ def compare_llcd(name, shape, dropout, rounds):
         "reference",
         interleaved(train(fast_stack), train(ref_stack), rounds),
     )
+    report(
+        "  as in the models (fast skips the last layer's KV)",
+        "fast",
+        "reference",
+        interleaved(train(fast_stack, skip_last_kv=True), train(ref_stack), rounds),
+    )
     ref_stack.eval(), fast_stack.eval()  # (dropout is off in eval: one eval row per shape)
     if dropout == 0.0 or shape is not MAIN_JOB_LLCD:
         report(
@@ -140,6 +146,12 @@ def compare_llcd(name, shape, dropout, rounds):
             "fast",
             "reference",
             interleaved(infer(fast_stack), infer(ref_stack), rounds),
+        )
+        report(
+            "  as in the models (fast skips the last layer's KV)",
+            "fast",
+            "reference",
+            interleaved(infer(fast_stack, skip_last_kv=True), infer(ref_stack), rounds),
         )
 
 

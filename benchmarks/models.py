@@ -78,7 +78,14 @@ def llcd_inputs(layer_config, device="cpu", dtype=torch.float32, requires_grad=T
     return q, img, graph
 
 
-def run_stack(stack, q, img, graph):
-    for layer in stack:
-        q, img, graph = layer(q, img, graph)
+def run_stack(stack, q, img, graph, skip_last_kv=False):
+    """The label queries after the stack. skip_last_kv=True runs a fast stack as lcnet_fast.LCNet
+    does: its last layer skips the KV outputs that never reach the logits (compute_kv=False;
+    the reference model computes them)."""
+    last = len(stack) - 1
+    for index, layer in enumerate(stack):
+        if skip_last_kv and index == last:
+            q, img, graph = layer(q, img, graph, compute_kv=False)
+        else:
+            q, img, graph = layer(q, img, graph)
     return q

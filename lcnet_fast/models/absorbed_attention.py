@@ -131,25 +131,23 @@ def long_query_attention(
     weight = torch.cat([attention.weight(KEY), attention.weight(VALUE)])
     bias = torch.cat([attention.bias(KEY), attention.bias(VALUE)])
 
-    def absorbed_keys_values(kv_in):  # (b, N, d) -> keys (b, d, H*N), offsets (b, 1, H*N), values
-        k, v = F.linear(kv_in, weight, bias).view(kv_in.shape[0], n, 2, heads, dh).unbind(2)
-        scale = dh**-0.5
-        k_abs = torch.einsum("bnhk,hkd->bdhn", k, w_q).reshape(k.shape[0], d, heads * n) * scale
-        offset = torch.einsum("bnhk,hk->bhn", k, b_q).reshape(k.shape[0], 1, heads * n) * scale
-        v_abs = torch.einsum("bnhk,ehk->bhne", v, w_o).reshape(v.shape[0], heads * n, d)
-        return torch.cat([k_abs, offset, v_abs.transpose(1, 2)], dim=1)  # (b, 2d + 1, H*N)
-
-    packed = _once_per_batch(keys, absorbed_keys_values)
-    if is_batch_broadcast(packed):  # one (B*T, d) x (d, H*N) product for the whole batch
-        k_abs, offset, v_abs = packed[0].split([d, 1, d])
-        scores = torch.addmm(offset, x.reshape(-1, d), k_abs).view(batch, length, heads, n)
+    scale = dh**-0.5
+    shared = is_batch_broadcast(keys)  # fold once, then one (B*T, d) product for the batch
+    kv_in = keys[:1] if shared else keys
+    k, v = F.linear(kv_in, weight, bias).view(kv_in.shape[0], n, 2, heads, dh).unbind(2)
+    # (b, H*N, d) absorbed keys and values, (b, 1, H*N) score offsets b_q,h k_n^T
+    k_abs = torch.einsum("bnhk,hkd->bhnd", k, w_q).reshape(-1, heads * n, d) * scale
+    offset = torch.einsum("bnhk,hk->bhn", k, b_q).reshape(-1, 1, heads * n) * scale
+    v_abs = torch.einsum("bnhk,ehk->bhne", v, w_o).reshape(-1, heads * n, d)
+    if shared:
+        scores = torch.addmm(offset[0], x.reshape(-1, d), k_abs[0].t())
     else:
-        k_abs, offset, v_abs = packed.split([d, 1, d], dim=1)
-        scores = torch.baddbmm(offset, x, k_abs).view(batch, length, heads, n)
-    probs = torch.softmax(scores, dim=-1).view(batch, length, heads * n)
+        scores = torch.baddbmm(offset, x, k_abs.transpose(1, 2))
+    probs = torch.softmax(scores.view(batch, length, heads, n), dim=-1)
+    probs = probs.view(batch, length, heads * n)
     if attention.training and attention.dropout > 0.0:
         probs = attention_dropout(probs, attention.dropout)
-    if v_abs.dim() == 2:
-        out = torch.addmm(attention.out_proj.bias, probs.view(-1, heads * n), v_abs.t())
+    if shared:
+        out = torch.addmm(attention.out_proj.bias, probs.view(-1, heads * n), v_abs[0])
         return out.view(batch, length, d)
-    return torch.baddbmm(attention.out_proj.bias, probs, v_abs.transpose(1, 2))
+    return torch.baddbmm(attention.out_proj.bias, probs, v_abs)
