@@ -126,33 +126,21 @@ def compare_llcd(name, shape, dropout, rounds):
 
         return forward
 
-    ref_stack.train(), fast_stack.train()
-    report(
-        f"LLCD fwd+bwd, train, {name} ({size}, p {dropout})",
-        "fast",
-        "reference",
-        interleaved(train(fast_stack), train(ref_stack), rounds),
-    )
-    report(
-        "  as in the models (fast skips the last layer's KV)",
-        "fast",
-        "reference",
-        interleaved(train(fast_stack, skip_last_kv=True), train(ref_stack), rounds),
-    )
-    ref_stack.eval(), fast_stack.eval()  # (dropout is off in eval: one eval row per shape)
-    if dropout == 0.0 or shape is not MAIN_JOB_LLCD:
-        report(
-            f"LLCD forward, eval, {name} ({size})",
-            "fast",
-            "reference",
-            interleaved(infer(fast_stack), infer(ref_stack), rounds),
-        )
+    def both_ways(title, make):
+        """The row with all outputs on both sides, then the row as each model runs its decoder."""
+        report(title, "fast", "reference", interleaved(make(fast_stack), make(ref_stack), rounds))
         report(
             "  as in the models (fast skips the last layer's KV)",
             "fast",
             "reference",
-            interleaved(infer(fast_stack, skip_last_kv=True), infer(ref_stack), rounds),
+            interleaved(make(fast_stack, skip_last_kv=True), make(ref_stack), rounds),
         )
+
+    ref_stack.train(), fast_stack.train()
+    both_ways(f"LLCD fwd+bwd, train, {name} ({size}, p {dropout})", train)
+    ref_stack.eval(), fast_stack.eval()  # (dropout is off in eval: one eval row per shape)
+    if dropout == 0.0 or shape is not MAIN_JOB_LLCD:
+        both_ways(f"LLCD forward, eval, {name} ({size})", infer)
 
 
 def main(argv=None):

@@ -65,29 +65,20 @@ def assert_same_values_and_gradients(module, absorbed_fn, reference_fn, inputs):
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize("long_side", ["keys", "queries"])
 @pytest.mark.parametrize("broadcast", [False, True])
 @pytest.mark.parametrize("batch,short,long,d,heads", SHAPES)
-def test_short_queries_over_long_keys_match_projected(batch, short, long, d, heads, broadcast):
+def test_absorbed_attention_matches_projected(batch, short, long, d, heads, broadcast, long_side):
+    """Short queries over long keys/values (MHA2, MHA3) and long queries over short keys/values
+    (MHA1, MHA4), the short side per image or one expanded (1, N, d) tensor."""
     module = attention_module(d, heads)
-    queries, x, leaves = tensors(batch, short, long, d, broadcast and batch > 1)
+    s, x, leaves = tensors(batch, short, long, d, broadcast and batch > 1)
+    if long_side == "keys":
+        absorbed, queries, keys = (lambda: short_query_attention(module, s, x)), s, x
+    else:
+        absorbed, queries, keys = (lambda: long_query_attention(module, x, s)), x, s
     assert_same_values_and_gradients(
-        module,
-        lambda: short_query_attention(module, queries, x),
-        lambda: projected(module, queries, x),
-        leaves,
-    )
-
-
-@pytest.mark.parametrize("broadcast", [False, True])
-@pytest.mark.parametrize("batch,short,long,d,heads", SHAPES)
-def test_long_queries_over_short_keys_match_projected(batch, short, long, d, heads, broadcast):
-    module = attention_module(d, heads)
-    keys, x, leaves = tensors(batch, short, long, d, broadcast and batch > 1)
-    assert_same_values_and_gradients(
-        module,
-        lambda: long_query_attention(module, x, keys),
-        lambda: projected(module, x, keys),
-        leaves,
+        module, absorbed, lambda: projected(module, queries, keys), leaves
     )
 
 
