@@ -50,6 +50,8 @@ OP = "dropout_add_layer_norm"
 #: what the op accepts; the cpp/triton kernels take KERNEL_DTYPES, float64 runs the reference
 DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+#: `auto` on CPU tensors runs the reference when no mask is drawn (module doc, measured rule)
+AUTO_CPU_REFERENCE_WITHOUT_MASK = True
 
 
 def _backend_rule(backend: str, device_type: str, dtype_name: str | None) -> str | None:
@@ -311,7 +313,12 @@ def dropout_add_layer_norm(
     else:
         mask, scale = None, 1.0
     backend = _backend.choose_backend(OP, x.device.type, str(x.dtype))
-    if backend == "cpp" and mask is None and _backend.requested_backend() == "auto":
+    if (
+        backend == "cpp"
+        and mask is None
+        and AUTO_CPU_REFERENCE_WITHOUT_MASK
+        and _backend.requested_backend() == "auto"
+    ):
         backend = "torch"  # nothing to drop: aten's add + layer_norm is faster (module doc)
     if backend == "cpp":
         return torch.ops.lcnet_fast.dropout_add_layer_norm(
