@@ -130,7 +130,7 @@ def test_wrong_class_count_does_not_load(pair_factory):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_autocast_error_no_worse_than_reference(dtype, pair_factory):
+def test_autocast_error_no_worse_than_reference(dtype, pair_factory, attention_form):
     """Under CPU autocast both models lose precision; the fast one may not lose much more."""
     reference, fast = pair_factory(7)
     reference.eval(), fast.eval()
