@@ -33,7 +33,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lcnet_fast.models.attention import KEY, QUERY, VALUE, ProjectedAttention, is_batch_broadcast
+from lcnet_fast.models.attention import (
+    KEY,
+    QUERY,
+    VALUE,
+    ProjectedAttention,
+    is_batch_broadcast,
+    once_per_batch,
+    project,
+)
 from lcnet_fast.ops.dropout_add_layer_norm import make_keep_mask
 
 #: Absorb when it needs at most this fraction of the projected form's multiply-adds ...
@@ -57,15 +65,6 @@ def absorbs(num_heads: int, short: int, long: int, d_model: int, device: torch.d
         return False
     ratio = work_ratio(num_heads, short, long, d_model)
     return ratio <= ABSORB_MAX_WORK or (ratio <= ABSORB_MAX_WORK_LONG and long >= LONG_MIN_TOKENS)
-
-
-def _once_per_batch(x: torch.Tensor, fn):
-    """fn(x) computed on one image when x is the same for every image (stride-0 batch dim),
-    then broadcast again; fn(x) otherwise. fn must map (B, ...) to (B, ...) row by row."""
-    if is_batch_broadcast(x):
-        out = fn(x[:1])
-        return out.expand(x.shape[0], *out.shape[1:])
-    return fn(x)
 
 
 def attention_dropout(probs: torch.Tensor, p: float) -> torch.Tensor:
@@ -95,7 +94,7 @@ def short_query_attention(
         q = q.view(q.shape[0], n, heads, dh)
         return torch.einsum("bnhk,hkd->bhnd", q, w_k).reshape(q.shape[0], heads * n, d)
 
-    q_abs = _once_per_batch(queries, absorbed_queries)
+    q_abs = once_per_batch(queries, absorbed_queries)
     dropout_p = attention.dropout if attention.training else 0.0
     if dropout_p == 0.0:
         # one head of width d whose keys and values are both x (SDPA's fused CPU kernel)
@@ -128,13 +127,13 @@ def long_query_attention(
     w_q = _heads(attention, QUERY)
     b_q = attention.bias(QUERY).view(heads, dh)
     w_o = attention.out_proj.weight.view(d, heads, dh)
-    weight = torch.cat([attention.weight(KEY), attention.weight(VALUE)])
-    bias = torch.cat([attention.bias(KEY), attention.bias(VALUE)])
-
     scale = dh**-0.5
     shared = is_batch_broadcast(keys)  # fold once, then one (B*T, d) product for the batch
     kv_in = keys[:1] if shared else keys
-    k, v = F.linear(kv_in, weight, bias).view(kv_in.shape[0], n, 2, heads, dh).unbind(2)
+    k, v = (
+        t.view(kv_in.shape[0], n, heads, dh)
+        for t in project(kv_in, [(attention, KEY), (attention, VALUE)])
+    )
     # (b, H*N, d) absorbed keys and values, (b, 1, H*N) score offsets b_q,h k_n^T
     k_abs = torch.einsum("bnhk,hkd->bhnd", k, w_q).reshape(-1, heads * n, d) * scale
     offset = torch.einsum("bnhk,hk->bhn", k, b_q).reshape(-1, 1, heads * n) * scale

@@ -83,11 +83,17 @@ def project(x: torch.Tensor, parts: list[tuple[ProjectedAttention, int]]) -> lis
     """
     weight = torch.cat([attention.weight(part) for attention, part in parts])
     bias = torch.cat([attention.bias(part) for attention, part in parts])
-    if is_batch_broadcast(x):
-        out = F.linear(x[:1], weight, bias).expand(x.shape[0], -1, -1)
-    else:
-        out = F.linear(x, weight, bias)
+    out = once_per_batch(x, lambda rows: F.linear(rows, weight, bias))
     return list(out.chunk(len(parts), dim=-1))
+
+
+def once_per_batch(x: torch.Tensor, fn):
+    """fn(x) computed on one image when x is the same for every image (stride-0 batch dim),
+    then broadcast again; fn(x) otherwise. fn must map (B, ...) to (B, ...) image by image."""
+    if is_batch_broadcast(x):
+        out = fn(x[:1])
+        return out.expand(x.shape[0], *out.shape[1:])
+    return fn(x)
 
 
 def is_batch_broadcast(x: torch.Tensor) -> bool:

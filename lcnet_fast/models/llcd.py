@@ -29,7 +29,7 @@ from lcnet_fast.models.attention import (
     VALUE,
     ProjectedAttention,
     feed_forward,
-    is_batch_broadcast,
+    once_per_batch,
     project,
 )
 from lcnet_fast.ops.dropout_add_layer_norm import dropout_add_layer_norm
@@ -82,10 +82,17 @@ class LLCDLayer(nn.Module):
         )
 
     def _int1(self, q_lbl: torch.Tensor) -> torch.Tensor:
-        dropout_active = self.training and self.dropout.p > 0
-        if is_batch_broadcast(q_lbl) and not dropout_active:
-            return self._add_norm(self.norm_int1, q_lbl[:1], q_lbl[:1]).expand_as(q_lbl)
-        return self._add_norm(self.norm_int1, q_lbl, q_lbl)
+        if self.training and self.dropout.p > 0:  # per-image masks: no longer image-independent
+            return self._add_norm(self.norm_int1, q_lbl, q_lbl)
+        return once_per_batch(q_lbl, lambda q: self._add_norm(self.norm_int1, q, q))
+
+    def _queries_out(self, int1: torch.Tensor, mha2: torch.Tensor) -> torch.Tensor:
+        """INT3, INT4 and Q' of eq. (1) from INT1 and MHA2: the only place the two readings
+        differ (the residual one carries the label queries through INT1 and INT3)."""
+        residual = self.reading == "residual"
+        int3 = self._add_norm(self.norm_int3, mha2, int1 if residual else mha2)
+        int4 = self.mlp(int3)
+        return self._add_norm(self.norm_out, int4, int3 if residual else int4)
 
     def forward(
         self,
@@ -139,10 +146,7 @@ class LLCDLayer(nn.Module):
             mha2, weights = self.mha2.attend(q2, k2, v2, need_weights=True)
         else:
             mha2 = self.mha2.attend(q2, k2, v2)
-        residual = self.reading == "residual"
-        int3 = self._add_norm(self.norm_int3, mha2, int1 if residual else mha2)
-        int4 = self.mlp(int3)
-        q_out = self._add_norm(self.norm_out, int4, int3 if residual else int4)
+        q_out = self._queries_out(int1, mha2)
         if not compute_kv:
             return (q_out, None, None, weights) if return_attention else (q_out, None, None)
         int5 = self._add_norm(self.norm_int5, self.mha3.attend(q3, k3, v3), kv_graph)
@@ -153,14 +157,10 @@ class LLCDLayer(nn.Module):
     def _absorbed(self, int1, kv_img, kv_graph, compute_kv):
         """forward's eq. (1) with every attention in the absorbed form (absorbed_attention.py):
         the T image tokens are never projected by a d x d weight."""
-        residual = self.reading == "residual"
         int2 = self._add_norm(
             self.norm_int2, long_query_attention(self.mha1, kv_img, kv_graph), kv_img
         )
-        mha2 = short_query_attention(self.mha2, int1, int2)
-        int3 = self._add_norm(self.norm_int3, mha2, int1 if residual else mha2)
-        int4 = self.mlp(int3)
-        q_out = self._add_norm(self.norm_out, int4, int3 if residual else int4)
+        q_out = self._queries_out(int1, short_query_attention(self.mha2, int1, int2))
         if not compute_kv:
             return q_out, None, None
         int5 = self._add_norm(
