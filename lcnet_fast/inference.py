@@ -41,6 +41,7 @@ import torch
 from lcnet_fast.checkpoint import CheckpointError, load_checkpoint
 from lcnet_fast.cuda_graph import CudaGraphForward
 from lcnet_fast.device import DeviceViews, autocast, pick_device, resolve_precision
+from lcnet_fast.errors import BackendUnavailableError
 from lcnet_fast.model_config import model_from_checkpoint
 from lcnet_fast.models import LCNet
 
@@ -210,6 +211,17 @@ def to_uint8_chw(image: Any):
     )
 
 
+def compile_failure(exc: BaseException) -> BackendUnavailableError:
+    """One line for a failed torch.compile (e.g. no working C++ compiler for inductor on the
+    CPU): dynamo wraps the cause, whose first line is the useful one; the caller chains `exc`."""
+    cause = getattr(exc, "inner_exception", None) or exc
+    lines = str(cause).strip().splitlines()
+    first = lines[0] if lines else ""
+    return BackendUnavailableError(
+        f"torch.compile failed ({type(cause).__name__}: {first}); "
+        "run without --compile (Predictor(compile=False))")
+
+
 def resolve_cuda_graph(cuda_graph: bool | str, device: torch.device,
                        compile: bool = False) -> bool:
     """"auto" -> capture CUDA graphs on CUDA devices unless `compile`; True on another device,
@@ -317,7 +329,12 @@ class Predictor:
         graph, or eager, as the predictor was built."""
         if not self.cuda_graph:
             with torch.inference_mode(), autocast(self.device, self.precision):
-                return self._forward(views)
+                if not self.compiled:
+                    return self._forward(views)
+                try:
+                    return self._forward(views)
+                except torch._dynamo.exc.TorchDynamoException as exc:
+                    raise compile_failure(exc) from exc
         runner = self._graphs.get(views.shape[0])
         if runner is None:
             runner = CudaGraphForward(

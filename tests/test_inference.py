@@ -227,6 +227,36 @@ def test_channels_last_predictor_equals_contiguous(run_dir, photo):
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_failed_compile_is_one_line(run_dir, photo, capsys, monkeypatch):
+    """A torch.compile that cannot build (here: inductor finding no C++ compiler, raised as
+    dynamo wraps it) ends as one BackendUnavailableError line naming the cause, from the API
+    and from `predict --compile`."""
+    from torch._dynamo.exc import BackendCompilerFailed
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    from lcnet_fast.engine.cli import run_cli
+    from lcnet_fast.errors import BackendUnavailableError
+    from lcnet_fast.predict import main as predict_main
+
+    def no_compiler(*args, **kwargs):
+        raise BackendCompilerFailed("inductor", InvalidCxxCompiler(), None)
+
+    root, _ = run_dir
+    predictor = lcnet_fast.Predictor.from_pretrained(str(root), device="cpu", compile=True)
+    monkeypatch.setattr(predictor, "_forward", no_compiler)
+    with pytest.raises(BackendUnavailableError,
+                       match=r"^torch.compile failed \(InvalidCxxCompiler: No working C\+\+ "
+                             r"compiler found.*run without --compile") as info:
+        predictor.probabilities(photo)
+    assert "\n" not in str(info.value)
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: no_compiler)
+    code = run_cli(lambda: predict_main(["--checkpoint", str(root), photo, "--compile"]))
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "torch.compile failed (InvalidCxxCompiler" in err[0], err
+
+
 # Tolerance of the compiled-vs-eager checks: inductor fuses and reorders fp32 reductions
 # (different summation order, FMA), so logits move by a few float32 ulps per layer (~5e-7 seen at
 # this size); sigmoid's slope is <= 1/4, so 1e-5 on probabilities is > 10x that, still far below
