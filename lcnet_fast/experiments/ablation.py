@@ -179,11 +179,14 @@ def run_one(args: argparse.Namespace, overrides: dict, row: Row, seed: int) -> d
 
 def aggregate(rows: list[Row], runs: list[dict], baseline: str) -> list[dict]:
     """Per row: mean/std over seeds of every metric, tiny-class AP, and mAP paired by seed
-    against the baseline row (mean/std of the per-seed differences)."""
+    against the baseline row (mean/std of the per-seed differences). A row without a finished
+    run (--finished-only) is left out: it has nothing to average."""
     base_map = {r["seed"]: r["metrics"]["mAP"] for r in runs if r["row"] == baseline}
     out = []
     for row in rows:
         mine = [r for r in runs if r["row"] == row.name]
+        if not mine:
+            continue
         entry = {"row": row.name, "model": row.model_kwargs(), "seeds": [r["seed"] for r in mine]}
         entry["collapsed_runs"] = sum(bool(r.get("collapsed")) for r in mine)
         entry["input_size"] = mine[0]["input_size"] if mine else None

@@ -162,16 +162,18 @@ def test_paired_differences_and_pooled_rows_in_the_table():
     assert pairs[0]["tiny_AP"]["values"] == [10.0, 9.0]
     with pytest.raises(ConfigError, match="A:B"):
         parse_pairs("d2_c2-pooled_c2")
-    rows = expand_rows("pooled_c2,d2_c2_literal")
+    rows = expand_rows("pooled_c2,d2_c2_literal,d4_c2")  # d4_c2: no finished run
     agg = aggregate(
         rows, [_run("pooled_c2", 0, 89.0, 70.0), _run("d2_c2_literal", 0, 80.0, 60.0)], "pooled_c2"
     )
+    assert [entry["row"] for entry in agg] == ["pooled_c2", "d2_c2_literal"]
     text = markdown(
         {"command": "c", "baseline": "pooled_c2", "rows": agg, "setup": _setup([0]), "pairs": pairs}
     )
     assert "| `pooled_c2` | pooled head | - | 2 (" in text
     assert "| `d2_c2_literal` | 2 | literal | 2 (" in text and "| -9.0 |" in text
     assert "| `d2_c2` - `pooled_c2` | 2 | +2.5 ± 2.1 | +9.5 ± 0.7 |" in text
+    assert "| `d2_c2_literal` | 60.0 |" in text and "d4_c2" not in text  # per-class tiny AP
 
 
 def test_finished_only_and_configs_saved_before_a_new_key(ablation_run, tiny_train_args):
