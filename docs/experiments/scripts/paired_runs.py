@@ -5,7 +5,10 @@ scale, which the ablation rows do not vary.
 For each row present in both, per seed: test mAP and mean tiny-class AP of A and of B (each run's
 metrics.json), and A - B; then mean +- sample std over the seeds both have.
 
-usage: python docs/experiments/scripts/paired_runs.py RUNS_A RUNS_B [ROW ...]
+A row given as ROW_A:ROW_B pairs A's row ROW_A with B's row ROW_B (e.g. a variant of LCNet run
+under another row name against the pooled baseline, EXPERIMENTS.md "Why the decoder loses").
+
+usage: python docs/experiments/scripts/paired_runs.py RUNS_A RUNS_B [ROW | ROW_A:ROW_B ...]
 """
 
 import json
@@ -30,10 +33,12 @@ def main(a_root: str, b_root: str, rows: list[str]) -> None:
     print("| row | seeds | A mAP | B mAP | A - B mAP | A tiny AP | B tiny AP | A - B tiny AP |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
+        a_row, _, b_row = row.partition(":")
+        b_row = b_row or a_row
         pairs = []
-        for seed_dir in sorted(os.listdir(os.path.join(a_root, row))):
-            a = scores(os.path.join(a_root, row, seed_dir))
-            b = scores(os.path.join(b_root, row, seed_dir))
+        for seed_dir in sorted(os.listdir(os.path.join(a_root, a_row))):
+            a = scores(os.path.join(a_root, a_row, seed_dir))
+            b = scores(os.path.join(b_root, b_row, seed_dir))
             if a is not None and b is not None:
                 pairs.append((a, b))
         if not pairs:
