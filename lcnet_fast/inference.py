@@ -329,11 +329,9 @@ class Predictor:
         graph, or eager, as the predictor was built."""
         if not self.cuda_graph:
             with torch.inference_mode(), autocast(self.device, self.precision):
-                if not self.compiled:
-                    return self._forward(views)
                 try:
                     return self._forward(views)
-                except torch._dynamo.exc.TorchDynamoException as exc:
+                except torch._dynamo.exc.TorchDynamoException as exc:  # only raised when compiled
                     raise compile_failure(exc) from exc
         runner = self._graphs.get(views.shape[0])
         if runner is None:

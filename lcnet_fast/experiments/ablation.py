@@ -189,7 +189,7 @@ def aggregate(rows: list[Row], runs: list[dict], baseline: str) -> list[dict]:
             continue
         entry = {"row": row.name, "model": row.model_kwargs(), "seeds": [r["seed"] for r in mine]}
         entry["collapsed_runs"] = sum(bool(r.get("collapsed")) for r in mine)
-        entry["input_size"] = mine[0]["input_size"] if mine else None
+        entry["input_size"] = mine[0]["input_size"]
         for key in METRICS:
             values = [r["metrics"][key] for r in mine]
             mean, std = mean_std(values)
