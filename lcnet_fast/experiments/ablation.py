@@ -9,7 +9,9 @@ epochs, data and optimiser are shared, so every row gets the same budget.
 Outputs (``--output DIR``): ``<stem>.md`` (the table), ``<stem>.json`` (every run's metrics and the
 aggregates), ``<stem>.png`` (mAP over depth and crop level). Run directories go to ``--runs-dir``;
 a finished run found there (same resolved config) is reused, an unfinished one is resumed, so an
-interrupted ablation continues where it stopped.
+interrupted ablation continues where it stopped. Run directories are not committed; ``--records
+<stem>.json`` takes a run that is not under ``--runs-dir`` from a previous ablation's JSON instead,
+so a grid can grow across machines without retraining the rows it already has.
 """
 
 from __future__ import annotations
@@ -87,6 +89,15 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
         help="train nothing: tabulate the runs that have finished (e.g. while another process "
         "is still training the rest); the table says how many seeds each row has",
     )
+    parser.add_argument(
+        "--records",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="a previous ablation's <stem>.json (repeatable): a (row, seed) with no finished run "
+        "under --runs-dir is taken from it, status 'recorded', when the record's own command "
+        "resolves that run to the same config (a record with another config is an error)",
+    )
     args, rest = parser.parse_known_args(argv)
     overrides = parse_override_tokens(rest)
     if args.data_root is not None:
@@ -126,8 +137,54 @@ def _comparable(config: dict) -> dict:
     return config
 
 
-def run_one(args: argparse.Namespace, overrides: dict, row: Row, seed: int) -> dict:
-    """Train (or reuse / resume) one run; return its record for the JSON."""
+COMMAND_PREFIX = "python -m lcnet_fast.experiments ablation "
+
+
+def load_records(paths: list[str]) -> dict[tuple[str, int], dict]:
+    """(row, seed) -> that run's record from previous ablation JSONs, with the record's parsed
+    command under ``"_source"`` (the first file that has a run wins)."""
+    out: dict[tuple[str, int], dict] = {}
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                record = json.load(handle)
+        except OSError as exc:
+            raise ConfigError(f"--records {path}: cannot read it ({exc.strerror})") from exc
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--records {path}: not JSON ({exc.msg}, line {exc.lineno})") from exc
+        command = record.get("command") if isinstance(record, dict) else None
+        if not isinstance(command, str) or not command.startswith(COMMAND_PREFIX):
+            raise ConfigError(f"--records {path}: not an ablation JSON (no ablation 'command')")
+        source = (path, *parse_args(shlex.split(command[len(COMMAND_PREFIX) :])))
+        for run in record.get("runs", []):
+            out.setdefault((run["row"], run["seed"]), {**run, "_source": source})
+    return out
+
+
+def from_record(record: dict, row: Row, seed: int, cfg: RunConfig) -> dict:
+    """The recorded run, if the record's command resolves (row, seed) to ``cfg``'s config."""
+    path, old_args, old_overrides = record["_source"]
+    old_cfg = run_config(old_args, old_overrides, row, seed, cfg.train.output)
+    old, new = _comparable(config_to_dict(old_cfg)), _comparable(config_to_dict(cfg))
+    if old != new:
+        differ = sorted(
+            f"{section}.{key}"
+            for section in sorted(set(old) | set(new))
+            for key in sorted(set(old.get(section, {})) | set(new.get(section, {})))
+            if old.get(section, {}).get(key) != new.get(section, {}).get(key)
+        )
+        raise ConfigError(
+            f"--records {path} holds {row.name} seed {seed} with another config "
+            f"(differs in {', '.join(differ)})"
+        )
+    run = {k: v for k, v in record.items() if k != "_source"}
+    return {**run, "status": "recorded", "seconds": 0.0}
+
+
+def run_one(
+    args: argparse.Namespace, overrides: dict, row: Row, seed: int, records: dict | None = None
+) -> dict:
+    """Train (or reuse / resume / take from --records) one run; return its record for the JSON."""
     from lcnet_fast.checkpoint import load_checkpoint
     from lcnet_fast.train import train
 
@@ -138,6 +195,9 @@ def run_one(args: argparse.Namespace, overrides: dict, row: Row, seed: int) -> d
     metrics_path = os.path.join(run_dir, "metrics.json")
     config_path = os.path.join(run_dir, "config.yaml")
     last = os.path.join(run_dir, "checkpoints", "last.safetensors")
+    finished = os.path.isfile(metrics_path) and os.path.isfile(config_path)
+    if not finished and (row.name, seed) in (records or {}):
+        return from_record(records[(row.name, seed)], row, seed, cfg)
     if args.finished_only and not (
         os.path.isfile(metrics_path) and os.path.isfile(config_path)
     ):
@@ -338,12 +398,15 @@ def run_ablation(argv: list[str] | None = None) -> dict:
         raise ConfigError(f"--pairs names rows that are not among the rows: {', '.join(unknown)}")
     base = base_config(args, overrides)
     command = "python -m lcnet_fast.experiments ablation " + shlex.join(argv or [])
+    if args.fresh and args.records:
+        raise ConfigError("--fresh retrains runs and --records reuses them: pass one of the two")
+    records = load_records(args.records)
     runs = []
     total = len(rows) * len(args.seed_list)
     for seed in args.seed_list:  # all rows of seed 0 first: a stopped ablation has whole seeds
         for row in rows:
             print(f"[ablation {len(runs) + 1}/{total}] {row.name} seed {seed}", flush=True)
-            record = run_one(args, overrides, row, seed)
+            record = run_one(args, overrides, row, seed, records)
             if record is None:
                 print(f"  {row.name} seed {seed}: not finished, left out", flush=True)
                 continue

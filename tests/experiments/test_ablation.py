@@ -90,6 +90,49 @@ def test_rerun_reuses_finished_runs(ablation_run, tiny_train_args, capsys):
     assert "another config" in capsys.readouterr().err
 
 
+def test_records_stand_in_for_missing_run_directories(ablation_run, tiny_train_args, capsys):
+    """--records takes runs from a previous ablation JSON when their run directories are gone
+    (they are not committed), and refuses a record whose command resolves to another config."""
+    out, _ = ablation_run
+    record = out / "results" / "ablation.json"
+    elsewhere = ("--runs-dir", str(out / "no_runs_here"), "--no-plot")
+    argv = _argv(out, tiny_train_args, "3", str(out / "recorded"), *elsewhere)
+    original = train_module.train
+
+    def refuse_to_train(*_args, **_kwargs):
+        raise AssertionError("a recorded run was trained again")
+
+    train_module.train = refuse_to_train
+    try:
+        assert experiments_main([*argv, "--records", str(record)]) == 0
+    finally:
+        train_module.train = original
+    first = json.loads(record.read_text())
+    got = json.loads((out / "recorded" / "ablation.json").read_text())
+    assert [(r["row"], r["status"]) for r in got["runs"]] == [
+        ("d1_c2", "recorded"),
+        ("d1_c2_nograph", "recorded"),
+    ]
+    assert [r["metrics"] for r in got["runs"]] == [r["metrics"] for r in first["runs"]]
+    assert [r["mAP"] for r in got["rows"]] == [r["mAP"] for r in first["rows"]]
+    assert not (out / "no_runs_here").exists()
+    # another budget: the record's command resolves to epochs 1, this one to epochs 2
+    argv[argv.index("--epochs") + 1] = "2"
+    assert experiments_main([*argv, "--records", str(record)]) == 2
+    err = capsys.readouterr().err
+    assert "holds d1_c2 seed 3 with another config (differs in train.epochs)" in err
+    assert len(err.strip().splitlines()) == 1
+    # a file that is not an ablation record, and one that does not exist: one line each
+    (out / "not_a_record.json").write_text('{"runs": []}')
+    not_a_record, gone = out / "not_a_record.json", out / "gone.json"
+    bad_records = ((not_a_record, "not an ablation JSON"), (gone, "cannot read"))
+    for bad, words in bad_records:
+        assert experiments_main([*argv, "--records", str(bad)]) == 2
+        assert words in capsys.readouterr().err
+    assert experiments_main([*argv, "--records", str(record), "--fresh"]) == 2
+    assert "pass one of the two" in capsys.readouterr().err
+
+
 def _run(row, seed, m_ap, tiny):
     return {
         "row": row,
