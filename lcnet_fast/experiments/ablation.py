@@ -311,6 +311,26 @@ def _cell(stat: dict, digits: int = 1, signed: bool = False) -> str:
     return fmt_mean_std(values, digits)
 
 
+def _recorded_note(runs: list[dict]) -> str:
+    """Which runs came from --records: they were trained on another machine, and a rerun of the
+    same config need not reproduce them to the last digit."""
+    seeds_by_row: dict[str, list[int]] = {}
+    for run in runs:
+        if run.get("status") == "recorded":
+            seeds_by_row.setdefault(run["row"], []).append(run["seed"])
+    if not seeds_by_row:
+        return ""
+    count = sum(len(seeds) for seeds in seeds_by_row.values())
+    which = "; ".join(
+        f"`{row}` seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+        for row, seeds in seeds_by_row.items()
+    )
+    return (
+        f" {count} of {len(runs)} runs are taken from --records (trained earlier, elsewhere): "
+        f"{which}."
+    )
+
+
 def markdown(result: dict) -> str:
     agg = result["rows"]
     setup = result["setup"]
@@ -325,7 +345,7 @@ def markdown(result: dict) -> str:
         f"d_model {setup['d_model']}, {setup['epochs']} epochs, batch {setup['batch_size']}, "
         f"lr {setup['lr']}, seeds {setup['seeds']}. Test split, {setup['weights']} weights; "
         "mean ± sample std over seeds; Δ mAP is paired by seed against "
-        f"`{result['baseline']}`.",
+        f"`{result['baseline']}`.{_recorded_note(result.get('runs', []))}",
         "",
         "| row | LLCD | eq. (1) | crop (input px) | graph | mirror | seeds | mAP | Δ mAP | CF1 "
         "| OF1 | CF1 top-3 | tiny AP | paper mAP |",

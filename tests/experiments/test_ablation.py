@@ -115,6 +115,8 @@ def test_records_stand_in_for_missing_run_directories(ablation_run, tiny_train_a
     ]
     assert [r["metrics"] for r in got["runs"]] == [r["metrics"] for r in first["runs"]]
     assert [r["mAP"] for r in got["rows"]] == [r["mAP"] for r in first["rows"]]
+    table = (out / "recorded" / "ablation.md").read_text()
+    assert "2 of 2 runs are taken from --records" in table and "`d1_c2_nograph` seed 3." in table
     assert not (out / "no_runs_here").exists()
     # another budget: the record's command resolves to epochs 1, this one to epochs 2
     argv[argv.index("--epochs") + 1] = "2"
