@@ -198,9 +198,7 @@ def run_one(
     finished = os.path.isfile(metrics_path) and os.path.isfile(config_path)
     if not finished and (row.name, seed) in (records or {}):
         return from_record(records[(row.name, seed)], row, seed, cfg)
-    if args.finished_only and not (
-        os.path.isfile(metrics_path) and os.path.isfile(config_path)
-    ):
+    if args.finished_only and not finished:
         return None
     status, start = "trained", time.perf_counter()
     if os.path.isfile(config_path):
@@ -209,7 +207,7 @@ def run_one(
                 f"{run_dir} holds a run with another config; pass --fresh to replace it or "
                 f"choose another --runs-dir"
             )
-    if os.path.isfile(metrics_path) and os.path.isfile(config_path):
+    if finished:
         with open(metrics_path, encoding="utf-8") as handle:
             result = json.load(handle)
         status = "reused"
@@ -315,7 +313,7 @@ def run_ablation(argv: list[str] | None = None) -> dict:
     if unknown:
         raise ConfigError(f"--pairs names rows that are not among the rows: {', '.join(unknown)}")
     base = base_config(args, overrides)
-    command = "python -m lcnet_fast.experiments ablation " + shlex.join(argv or [])
+    command = COMMAND_PREFIX + shlex.join(argv or [])
     if args.fresh and args.records:
         raise ConfigError("--fresh retrains runs and --records reuses them: pass one of the two")
     records = load_records(args.records)
