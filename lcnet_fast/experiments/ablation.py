@@ -137,6 +137,16 @@ def _comparable(config: dict) -> dict:
     return config
 
 
+def config_differences(old: dict, new: dict) -> list[str]:
+    """'section.key' of every setting where two configs (as from ``_comparable``) differ, sorted."""
+    return sorted(
+        f"{section}.{key}"
+        for section in set(old) | set(new)
+        for key in set(old.get(section, {})) | set(new.get(section, {}))
+        if old.get(section, {}).get(key) != new.get(section, {}).get(key)
+    )
+
+
 COMMAND_PREFIX = "python -m lcnet_fast.experiments ablation "
 
 
@@ -166,13 +176,8 @@ def from_record(record: dict, row: Row, seed: int, cfg: RunConfig) -> dict:
     path, old_args, old_overrides = record["_source"]
     old_cfg = run_config(old_args, old_overrides, row, seed, cfg.train.output)
     old, new = _comparable(config_to_dict(old_cfg)), _comparable(config_to_dict(cfg))
-    if old != new:
-        differ = sorted(
-            f"{section}.{key}"
-            for section in sorted(set(old) | set(new))
-            for key in sorted(set(old.get(section, {})) | set(new.get(section, {})))
-            if old.get(section, {}).get(key) != new.get(section, {}).get(key)
-        )
+    differ = config_differences(old, new)
+    if differ:
         raise ConfigError(
             f"--records {path} holds {row.name} seed {seed} with another config "
             f"(differs in {', '.join(differ)})"
@@ -202,10 +207,12 @@ def run_one(
         return None
     status, start = "trained", time.perf_counter()
     if os.path.isfile(config_path):
-        if _comparable(load_yaml(config_path)) != _comparable(config_to_dict(cfg)):
+        saved = _comparable(load_yaml(config_path))
+        differ = config_differences(saved, _comparable(config_to_dict(cfg)))
+        if differ:
             raise ConfigError(
-                f"{run_dir} holds a run with another config; pass --fresh to replace it or "
-                f"choose another --runs-dir"
+                f"{run_dir} holds a run with another config (differs in {', '.join(differ)}); "
+                f"pass --fresh to replace it or choose another --runs-dir"
             )
     if finished:
         with open(metrics_path, encoding="utf-8") as handle:

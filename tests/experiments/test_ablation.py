@@ -87,7 +87,7 @@ def test_rerun_reuses_finished_runs(ablation_run, tiny_train_args, capsys):
     # another budget in the same run directories is refused, not silently mixed
     argv[argv.index("--epochs") + 1] = "2"
     assert experiments_main(argv) == 2
-    assert "another config" in capsys.readouterr().err
+    assert "another config (differs in train.epochs)" in capsys.readouterr().err
 
 
 def test_records_stand_in_for_missing_run_directories(ablation_run, tiny_train_args, capsys):
