@@ -11,6 +11,7 @@ usage: python docs/experiments/scripts/diagnose_training.py OUT.json [--key valu
 """
 import json
 import math
+import os
 import sys
 import time
 
@@ -25,7 +26,6 @@ from lcnet_fast.engine.sampler import EpochSampler, SeededAugmentation
 from lcnet_fast.metrics import multilabel_metrics
 from lcnet_fast.train import build_criterion, build_optimizer, label_graph_init
 
-import os
 MASK = os.environ.get("MASK_CONTEXT") == "1"
 out_path = sys.argv[1]
 cfg = resolve_config(None, None, parse_override_tokens(sys.argv[2:]))
@@ -40,9 +40,14 @@ opt = build_optimizer(model, cfg)
 crit = build_criterion(cfg)
 train = SeededAugmentation(splits.train, cfg.train.seed)
 bpe = len(train) // cfg.train.batch_size
-sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.optim.lr, total_steps=cfg.train.epochs * bpe,
-                                            pct_start=cfg.optim.pct_start, div_factor=cfg.optim.div_factor,
-                                            final_div_factor=cfg.optim.final_div_factor)
+sched = torch.optim.lr_scheduler.OneCycleLR(
+    opt,
+    max_lr=cfg.optim.lr,
+    total_steps=cfg.train.epochs * bpe,
+    pct_start=cfg.optim.pct_start,
+    div_factor=cfg.optim.div_factor,
+    final_div_factor=cfg.optim.final_div_factor,
+)
 sampler = EpochSampler(len(train), cfg.train.seed, True, 0, 1)
 tiny = [i for i, c in enumerate(splits.classes) if c.startswith("tiny")]
 is_lcnet = cfg.model.arch == "lcnet"
@@ -87,7 +92,8 @@ def probe(model, views):
         rec["mha2_entropy_frac"] = ent
         # attention mass on each view (averaged over labels/heads/images) for the last layer
         V = views.shape[1]
-        rec["attn_per_view_last"] = att[-1].reshape(*att[-1].shape[:-1], V, -1).sum(-1).mean((0, 1, 2)).tolist()
+        per_view = att[-1].reshape(*att[-1].shape[:-1], V, -1).sum(-1)
+        rec["attn_per_view_last"] = per_view.mean((0, 1, 2)).tolist()
     else:
         logits = model(views)
     p = torch.sigmoid(logits)
@@ -101,8 +107,9 @@ def evaluate(model, ds):
     model.eval()
     loader = make_loader(ds, 100, list(range(len(ds))), 0, False, False)
     S, Y = [], []
-    for x, y in loader:
-        S.append(torch.sigmoid(model(to_input(x))).double().numpy()); Y.append(y.numpy())
+    for x, y, _skipped in loader:
+        S.append(torch.sigmoid(model(to_input(x))).double().numpy())
+        Y.append(y.numpy())
     model.train()
     S, Y = np.concatenate(S), np.concatenate(Y)
     m = multilabel_metrics(S, Y)
@@ -122,19 +129,24 @@ for epoch in range(cfg.train.epochs):
     train.set_epoch(epoch)
     sampler.set_epoch(epoch, start=0)
     loader = make_loader(train, cfg.train.batch_size, sampler, 0, True, False)
-    for x, y in loader:
+    for x, y, _skipped in loader:
         seeding.seed_step(cfg.train.seed, epoch, step, 0)
         logits = model(to_input(x))
         if MASK:
-            y = y.clone(); y[:, :4] = -1  # context classes ignored: only small objects to learn
+            y = y.clone()
+            y[:, :4] = -1  # context classes ignored: only small objects to learn
         loss = crit(logits.float(), y)
         loss.backward()
         if step % 15 == 0:
-            rec = {"step": step, "epoch": epoch, "loss": loss.item() / len(x), "lr": opt.param_groups[0]["lr"]}
+            lr = opt.param_groups[0]["lr"]
+            rec = {"step": step, "epoch": epoch, "loss": loss.item() / len(x), "lr": lr}
             rec["grad"] = group_norms(model)
             rec.update(probe(model, probe_x))
             log.append(rec)
-        opt.step(); opt.zero_grad(set_to_none=True); sched.step(); step += 1
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        step += 1
     ev = evaluate(model, splits.val)
     log.append({"epoch_end": epoch + 1, **ev, "seconds": time.time() - t0})
     print(json.dumps(log[-1]), flush=True)
