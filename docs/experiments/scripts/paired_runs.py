@@ -8,6 +8,9 @@ metrics.json), and A - B; then mean +- sample std over the seeds both have.
 A row given as ROW_A:ROW_B pairs A's row ROW_A with B's row ROW_B (e.g. a variant of LCNet run
 under another row name against the pooled baseline, EXPERIMENTS.md "Why the decoder loses").
 
+RUNS_B may also be a committed ablation JSON (docs/experiments/<stem>.json): its recorded runs
+stand in for run directories that are gone (they are not committed).
+
 usage: python docs/experiments/scripts/paired_runs.py RUNS_A RUNS_B [ROW | ROW_A:ROW_B ...]
 """
 
@@ -28,8 +31,30 @@ def scores(run_dir: str) -> tuple[float, float] | None:
     return metrics["mAP"], sum(tiny) / len(tiny) if tiny else float("nan")
 
 
+def recorded_scores(record_path: str) -> dict[str, tuple[float, float]]:
+    """'<row>/seed<k>' -> (test mAP, mean tiny AP) of every run in an ablation JSON."""
+    with open(record_path, encoding="utf-8") as handle:
+        runs = json.load(handle)["runs"]
+    return {
+        f"{run['row']}/seed{run['seed']}": (run["metrics"]["mAP"], run["tiny_AP"]) for run in runs
+    }
+
+
 def main(a_root: str, b_root: str, rows: list[str]) -> None:
-    rows = rows or sorted(set(os.listdir(a_root)) & set(os.listdir(b_root)))
+    if b_root.endswith(".json"):
+        recorded = recorded_scores(b_root)
+
+        def b_scores(row: str, seed_dir: str) -> tuple[float, float] | None:
+            return recorded.get(f"{row}/{seed_dir}")
+
+        b_rows = {key.split("/")[0] for key in recorded}
+    else:
+
+        def b_scores(row: str, seed_dir: str) -> tuple[float, float] | None:
+            return scores(os.path.join(b_root, row, seed_dir))
+
+        b_rows = set(os.listdir(b_root))
+    rows = rows or sorted(set(os.listdir(a_root)) & b_rows)
     print("| row | seeds | A mAP | B mAP | A - B mAP | A tiny AP | B tiny AP | A - B tiny AP |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
@@ -38,7 +63,7 @@ def main(a_root: str, b_root: str, rows: list[str]) -> None:
         pairs = []
         for seed_dir in sorted(os.listdir(os.path.join(a_root, a_row))):
             a = scores(os.path.join(a_root, a_row, seed_dir))
-            b = scores(os.path.join(b_root, b_row, seed_dir))
+            b = b_scores(b_row, seed_dir)
             if a is not None and b is not None:
                 pairs.append((a, b))
         if not pairs:
