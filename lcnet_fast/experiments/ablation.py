@@ -225,7 +225,6 @@ def run_one(
         result = train(cfg, run_dir)
     seconds = time.perf_counter() - start
     per_class = result["per_class_AP"]
-    tiny = {name: ap for name, ap in per_class.items() if name.startswith("tiny_")}
     return {
         "row": row.name,
         "seed": seed,
@@ -236,10 +235,16 @@ def run_one(
         "seconds": round(seconds, 1),
         "metrics": {key: result.get(key) for key in METRICS},
         "per_class_AP": per_class,
-        "tiny_AP": mean_std(tiny.values())[0] if tiny else None,
+        "tiny_AP": tiny_class_ap(per_class),
         "score_spread": result.get("score_spread"),
         "collapsed": bool(result.get("collapsed", False)),
     }
+
+
+def tiny_class_ap(per_class_ap: dict[str, float]) -> float | None:
+    """Mean AP of the small-object classes (names starting with ``tiny_``); None if none."""
+    tiny = [ap for name, ap in per_class_ap.items() if name.startswith("tiny_")]
+    return mean_std(tiny)[0] if tiny else None
 
 
 def aggregate(rows: list[Row], runs: list[dict], baseline: str) -> list[dict]:

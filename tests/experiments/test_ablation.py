@@ -8,7 +8,7 @@ import pytest
 import lcnet_fast.train as train_module
 from lcnet_fast.config import ConfigError
 from lcnet_fast.experiments.__main__ import main as experiments_main
-from lcnet_fast.experiments.ablation import aggregate, markdown
+from lcnet_fast.experiments.ablation import aggregate, markdown, tiny_class_ap
 from lcnet_fast.experiments.rows import expand_rows
 from lcnet_fast.experiments.stats import fmt_mean_std
 
@@ -254,3 +254,8 @@ def test_experiments_write_under_runs_by_default():
 
     assert ablation_args([])[0].output == "runs/experiments"
     assert cost_args([]).output == "runs/experiments"
+
+
+def test_tiny_class_ap_averages_only_tiny_classes():
+    assert tiny_class_ap({"tiny_a": 1.0, "tiny_b": 0.5, "cat": 0.0}) == 0.75
+    assert tiny_class_ap({"cat": 0.5, "dog": 1.0}) is None

@@ -18,6 +18,7 @@ import json
 import os
 import sys
 
+from lcnet_fast.experiments.ablation import tiny_class_ap
 from lcnet_fast.experiments.stats import fmt_mean_std
 
 
@@ -27,8 +28,8 @@ def scores(run_dir: str) -> tuple[float, float] | None:
         return None
     with open(path, encoding="utf-8") as handle:
         metrics = json.load(handle)
-    tiny = [ap for name, ap in metrics["per_class_AP"].items() if name.startswith("tiny_")]
-    return metrics["mAP"], sum(tiny) / len(tiny) if tiny else float("nan")
+    tiny = tiny_class_ap(metrics["per_class_AP"])
+    return metrics["mAP"], float("nan") if tiny is None else tiny
 
 
 def recorded_scores(record_path: str) -> dict[str, tuple[float, float]]:
