@@ -61,11 +61,15 @@ class ClassSpec:
     tiny: bool
 
 
+def is_tiny_class(name: str) -> bool:
+    """The naming contract for small-object classes: ``tiny_<colour>_<shape>``."""
+    return name.startswith("tiny_")
+
+
 def _spec(name: str) -> ClassSpec:
     parts = name.split("_")
-    tiny = parts[0] == "tiny"
     colour, shape = parts[-2], parts[-1]
-    return ClassSpec(name, shape, colour, tiny)
+    return ClassSpec(name, shape, colour, is_tiny_class(name))
 
 
 # Order matters: the first ``num_classes`` entries are used, and index % num_themes is the home # #

@@ -33,6 +33,7 @@ from lcnet_fast.config import (
     merge_config,
     parse_override_tokens,
 )
+from lcnet_fast.data.scene import is_tiny_class
 from lcnet_fast.experiments.ablation_table import markdown
 from lcnet_fast.experiments.rows import Row, expand_rows
 from lcnet_fast.experiments.stats import mean_std
@@ -242,8 +243,8 @@ def run_one(
 
 
 def tiny_class_ap(per_class_ap: dict[str, float]) -> float | None:
-    """Mean AP of the small-object classes (names starting with ``tiny_``); None if none."""
-    tiny = [ap for name, ap in per_class_ap.items() if name.startswith("tiny_")]
+    """Mean AP of the small-object classes (``is_tiny_class``); None if there are none."""
+    tiny = [ap for name, ap in per_class_ap.items() if is_tiny_class(name)]
     return mean_std(tiny)[0] if tiny else None
 
 
@@ -264,7 +265,7 @@ def aggregate(rows: list[Row], runs: list[dict], baseline: str) -> list[dict]:
             values = [r["metrics"][key] for r in mine]
             mean, std = mean_std(values)
             entry[key] = {"values": values, "mean": mean, "std": std}
-        tiny_names = sorted({n for r in mine for n in r["per_class_AP"] if n.startswith("tiny_")})
+        tiny_names = sorted({n for r in mine for n in r["per_class_AP"] if is_tiny_class(n)})
         entry["tiny_AP"] = {}
         for name in ["mean", *tiny_names]:
             values = [r["tiny_AP"] if name == "mean" else r["per_class_AP"][name] for r in mine]

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from lcnet_fast.config import parse_override_tokens, resolve_config
+from lcnet_fast.data.scene import is_tiny_class
 from lcnet_fast.engine import seeding
 from lcnet_fast.engine.data import DeviceViews, build_splits, make_loader
 from lcnet_fast.engine.model import build_model, model_config_from
@@ -49,7 +50,7 @@ sched = torch.optim.lr_scheduler.OneCycleLR(
     final_div_factor=cfg.optim.final_div_factor,
 )
 sampler = EpochSampler(len(train), cfg.train.seed, True, 0, 1)
-tiny = [i for i, c in enumerate(splits.classes) if c.startswith("tiny")]
+tiny = [i for i, c in enumerate(splits.classes) if is_tiny_class(c)]
 is_lcnet = cfg.model.arch == "lcnet"
 
 # hooks: MHA2 attention entropy needs weights: use return_attention in a probe forward
